@@ -1,0 +1,125 @@
+/// `MapResult<T>`: what `map` returns, Python's `Executor.map` generator.
+///
+/// All tasks are submitted when `map` is called; the results are read lazily,
+/// in input order, as you iterate. Iteration rethrows a task's exception at
+/// its item, and throws `TimeoutError` once the deadline fixed at the `map`
+/// call passes. After either, and when a started iteration is abandoned, the
+/// remaining futures are cancelled (as CPython's generator does on close).
+/// A `MapResult` that is never iterated cancels nothing: its tasks all run.
+///
+/// Example:
+/// ```
+/// for (int square : pool.map([](int x) { return x * x; }, std::vector{1, 2, 3})) {
+///   std::printf("%d\n", square);
+/// }
+/// ```
+#pragma once
+
+#include <cstddef>
+#include <iterator>
+#include <optional>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "webexec/future.hpp"
+#include "webexec/timeout.hpp"
+
+namespace webexec {
+
+/// An input range over the results of `map`; iterate it once, on one thread.
+template <typename T>
+class [[nodiscard]] MapResult {
+ public:
+  /// What iteration yields: `T`, or `std::monostate` for `void` tasks.
+  using value_type = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
+
+  MapResult(std::vector<Future<T>> futures, std::optional<Timeout::Clock::time_point> deadline)
+      : futures_(std::move(futures)), deadline_(deadline) {}
+  MapResult(MapResult&&) noexcept = default;
+  MapResult& operator=(MapResult&&) = delete;
+  MapResult(const MapResult&) = delete;
+  MapResult& operator=(const MapResult&) = delete;
+  ~MapResult() {
+    if (started_) cancel_from(next_);
+  }
+
+  class iterator {
+   public:
+    using iterator_category = std::input_iterator_tag;
+    using difference_type = std::ptrdiff_t;
+    using value_type = MapResult::value_type;
+
+    iterator() = default;
+    value_type& operator*() const { return *owner_->current_; }
+    value_type* operator->() const { return &*owner_->current_; }
+    /// Waits for the next result. Throws the task's exception or TimeoutError.
+    iterator& operator++() {
+      owner_->advance();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t /*end*/) {
+      return it.at_end();
+    }
+
+   private:
+    friend class MapResult;
+    explicit iterator(MapResult* owner) : owner_(owner) {}
+    [[nodiscard]] bool at_end() const { return owner_ == nullptr || !owner_->current_.has_value(); }
+    MapResult* owner_ = nullptr;
+  };
+
+  /// Starts iteration: waits for the first result.
+  iterator begin() {
+    if (!started_) {
+      started_ = true;
+      advance();
+    }
+    return iterator(this);
+  }
+  static std::default_sentinel_t end() noexcept { return {}; }
+
+  /// The number of items submitted.
+  [[nodiscard]] std::size_t size() const noexcept { return futures_.size(); }
+
+ private:
+  void advance() {
+    current_.reset();
+    if (next_ == futures_.size()) return;
+    // Take the future out, so the range keeps no reference to yielded results.
+    Future<T> f = std::move(futures_[next_++]);
+    try {
+      if constexpr (std::is_void_v<T>) {
+        f.result(remaining());
+        current_.emplace();
+      } else {
+        current_.emplace(f.result(remaining()));
+      }
+    } catch (...) {
+      f.cancel();  // a no-op unless it timed out while still pending
+      cancel_from(next_);
+      next_ = futures_.size();
+      throw;
+    }
+  }
+
+  [[nodiscard]] Timeout remaining() const {
+    if (!deadline_) return {};
+    return *deadline_ - Timeout::Clock::now();
+  }
+
+  void cancel_from(std::size_t first) noexcept {
+    for (std::size_t i = first; i < futures_.size(); ++i) {
+      if (futures_[i].valid()) futures_[i].cancel();
+    }
+  }
+
+  std::vector<Future<T>> futures_;
+  std::optional<Timeout::Clock::time_point> deadline_;
+  std::optional<value_type> current_;
+  std::size_t next_ = 0;
+  bool started_ = false;
+};
+
+}  // namespace webexec

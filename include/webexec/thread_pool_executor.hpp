@@ -1,0 +1,182 @@
+/// `ThreadPoolExecutor`: Python's `concurrent.futures.ThreadPoolExecutor`.
+///
+/// `submit(fn, args...)` decay-copies `fn` and the arguments (as
+/// `std::thread` does), queues the call and returns a `Future` of its result.
+/// Worker threads start lazily, one per submit that finds no idle worker, up
+/// to `max_workers`. Idle workers spin for a few tens of microseconds, then
+/// park in the kernel, so an idle pool costs no CPU.
+///
+/// Example:
+/// ```
+/// webexec::ThreadPoolExecutor pool({.max_workers = 4, .thread_name_prefix = "io"});
+/// auto f = pool.submit([](int a, int b) { return a + b; }, 2, 3);
+/// for (int sq : pool.map([](int x) { return x * x; }, std::vector{1, 2, 3})) use(sq);
+/// pool.shutdown();   // the destructor does this too
+/// ```
+///
+/// Beyond Python: a task that takes a `std::stop_token` as its first
+/// parameter receives one. `Future::request_stop()` sets it, and so does
+/// `shutdown(cancel_futures=true)` for every running task.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <ranges>
+#include <stop_token>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "webexec/detail/export.hpp"
+#include "webexec/detail/task.hpp"
+#include "webexec/future.hpp"
+#include "webexec/map_result.hpp"
+#include "webexec/timeout.hpp"
+
+namespace webexec {
+
+/// Options of a `ThreadPoolExecutor`, Python's constructor arguments.
+struct ThreadPoolOptions {
+  /// Upper bound on worker threads; default min(32, CPUs available + 4).
+  /// Zero or negative is an error.
+  std::optional<int> max_workers = std::nullopt;
+  /// OS thread names are `<prefix>_<i>` (visible in /proc, truncated to 15
+  /// bytes by Linux); default `ThreadPoolExecutor-<n>`.
+  std::string thread_name_prefix = {};
+  /// Runs at the start of every worker thread. If it throws, the pool is
+  /// broken: queued futures fail with `BrokenThreadPool`, and so do later
+  /// submits. The exception goes to the error handler.
+  std::function<void()> initializer = {};
+};
+
+namespace detail {
+class PoolCore;
+
+template <typename T>
+struct IsTimeoutArg
+    : std::bool_constant<std::is_same_v<T, Timeout> || std::is_convertible_v<T, Timeout>> {};
+}  // namespace detail
+
+/// A pool of threads running submitted calls. See the file comment.
+///
+/// Thread safety: every member may be called concurrently from any thread,
+/// including from tasks running on the pool, except the destructor.
+class WEBEXEC_API ThreadPoolExecutor {
+ public:
+  /// A pool with default options.
+  ThreadPoolExecutor();
+  /// A pool of at most `max_workers` threads.
+  /// Throws: `std::invalid_argument` if `max_workers <= 0`.
+  explicit ThreadPoolExecutor(int max_workers);
+  /// Throws: `std::invalid_argument` if `options.max_workers <= 0`.
+  explicit ThreadPoolExecutor(ThreadPoolOptions options);
+  ThreadPoolExecutor(const ThreadPoolExecutor&) = delete;
+  ThreadPoolExecutor& operator=(const ThreadPoolExecutor&) = delete;
+
+  /// `shutdown(wait=true)`: runs every queued task, then joins the workers.
+  ~ThreadPoolExecutor();
+
+  /// Schedules `fn(args...)` and returns its future. If `fn` accepts a
+  /// `std::stop_token` first, it is called as `fn(token, args...)`.
+  ///
+  /// Callbacks run on: the worker that ran the task.
+  /// Throws: `ShutdownError` after shutdown(), `BrokenThreadPool` once an
+  /// initializer failed, `std::system_error` if no thread could be started.
+  template <typename Fn, typename... Args>
+  [[nodiscard]] Future<detail::task_result_t<Fn, Args...>> submit(Fn&& fn, Args&&... args) {
+    using R = detail::task_result_t<Fn, Args...>;
+    using Task = detail::TaskState<R, std::decay_t<Fn>, std::decay_t<Args>...>;
+    auto* task = new Task(owner(), std::forward<Fn>(fn), std::forward<Args>(args)...);
+    if constexpr (detail::takes_stop_token_v<std::decay_t<Fn>, std::decay_t<Args>...>) {
+      task->link_stop_token(stop_token());
+    }
+    task->add_ref();  // one reference for the queue, one for the future
+    Future<R> future = Future<R>::adopt(task);
+    enqueue(task);
+    return future;
+  }
+
+  /// Python's `map(fn, *iterables, timeout=None)`: submits `fn(a, b, ...)`
+  /// for each item of the ranges, zipped (the shortest ends it), and
+  /// returns the results lazily in input order. The last argument may be a
+  /// `Timeout` (any duration), counted from this call. See `MapResult`.
+  ///
+  /// Throws: as submit(); earlier items stay submitted.
+  template <typename Fn, typename... RangesAndTimeout>
+  [[nodiscard]] auto map(Fn&& fn, RangesAndTimeout&&... args) {
+    static_assert(sizeof...(RangesAndTimeout) > 0, "map needs at least one range");
+    auto all = std::forward_as_tuple(std::forward<RangesAndTimeout>(args)...);
+    constexpr std::size_t n = sizeof...(RangesAndTimeout);
+    using Last = std::remove_cvref_t<std::tuple_element_t<n - 1, decltype(all)>>;
+    if constexpr (detail::IsTimeoutArg<Last>::value) {
+      static_assert(n > 1, "map needs at least one range before the timeout");
+      return [&]<std::size_t... I>(std::index_sequence<I...>) {
+        return map_impl(Timeout(std::get<n - 1>(all)), fn, std::get<I>(all)...);
+      }
+      (std::make_index_sequence<n - 1>{});
+    } else {
+      return [&]<std::size_t... I>(std::index_sequence<I...>) {
+        return map_impl(Timeout{}, fn, std::get<I>(all)...);
+      }
+      (std::make_index_sequence<n>{});
+    }
+  }
+
+  /// Python's `shutdown(wait=True, cancel_futures=False)`.
+  ///
+  /// Later submits throw `ShutdownError`. With `cancel_futures`, queued
+  /// futures are cancelled (and count as done for wait/as_completed) and
+  /// running tasks that take a `std::stop_token` are asked to stop. With
+  /// `wait`, returns once every worker has exited, after running whatever
+  /// is still queued. May be called more than once.
+  ///
+  /// Throws: `InvalidStateError` if `wait` is true and it is called from one
+  /// of this pool's own workers (it would join itself).
+  void shutdown(bool wait = true, bool cancel_futures = false);
+
+  /// The configured upper bound on threads.
+  [[nodiscard]] int max_workers() const noexcept;
+
+  /// Threads started so far (they start lazily).
+  [[nodiscard]] std::size_t thread_count() const noexcept;
+
+ private:
+  template <typename Fn, typename... Ranges>
+  auto map_impl(Timeout timeout, Fn& fn, Ranges&... ranges) {
+    using R = detail::task_result_t<Fn&, std::ranges::range_reference_t<Ranges>...>;
+    const auto deadline = timeout.deadline();
+    std::vector<Future<R>> futures;
+    if constexpr ((std::ranges::sized_range<Ranges> && ...)) {
+      futures.reserve(std::min({static_cast<std::size_t>(std::ranges::size(ranges))...}));
+    }
+    auto its = std::make_tuple(std::ranges::begin(ranges)...);
+    auto ends = std::make_tuple(std::ranges::end(ranges)...);
+    auto any_at_end = [&]<std::size_t... I>(std::index_sequence<I...>) {
+      return ((std::get<I>(its) == std::get<I>(ends)) || ...);
+    };
+    constexpr auto idx = std::index_sequence_for<Ranges...>{};
+    while (!any_at_end(idx)) {
+      [&]<std::size_t... I>(std::index_sequence<I...>) {
+        futures.push_back(submit(fn, *std::get<I>(its)...));
+        (++std::get<I>(its), ...);
+      }
+      (idx);
+    }
+    return MapResult<R>(std::move(futures), deadline);
+  }
+
+  /// Queues a task that holds one reference for the queue.
+  void enqueue(detail::StateBase* task);
+  [[nodiscard]] const void* owner() const noexcept;
+  [[nodiscard]] std::stop_token stop_token() const noexcept;
+
+  std::unique_ptr<detail::PoolCore> core_;
+};
+
+}  // namespace webexec

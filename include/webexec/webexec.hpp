@@ -1,0 +1,11 @@
+/// webexec: Python's concurrent.futures and Flask-Executor for C++ web
+/// services. Include this for everything.
+#pragma once
+
+#include "webexec/errors.hpp"                // IWYU pragma: export
+#include "webexec/future.hpp"                // IWYU pragma: export
+#include "webexec/map_result.hpp"            // IWYU pragma: export
+#include "webexec/thread_pool_executor.hpp"  // IWYU pragma: export
+#include "webexec/timeout.hpp"               // IWYU pragma: export
+#include "webexec/version.hpp"               // IWYU pragma: export
+#include "webexec/wait.hpp"                  // IWYU pragma: export

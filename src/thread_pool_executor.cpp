@@ -1,0 +1,438 @@
+#include "webexec/thread_pool_executor.hpp"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "webexec/detail/spin.hpp"
+#include "webexec/errors.hpp"
+
+namespace webexec {
+namespace detail {
+namespace {
+
+/// Intrusive multi-producer queue (D. Vyukov's MPSC design). A push is one
+/// atomic exchange, wait-free; pops are serialised by the caller's lock.
+class TaskQueue {
+ public:
+  TaskQueue() noexcept { head_.store(&stub_, std::memory_order_relaxed); }
+
+  void push(QueueNode* node) noexcept {
+    node->queue_next.store(nullptr, std::memory_order_relaxed);
+    QueueNode* prev = tail_.exchange(node, std::memory_order_seq_cst);
+    prev->queue_next.store(node, std::memory_order_release);
+  }
+
+  enum class Pop { item, empty, busy };
+
+  /// Pops the oldest node. `busy` means a push has swapped the tail but not
+  /// linked its node yet: the queue is not empty, retry shortly.
+  /// Precondition: the caller holds the consumer lock.
+  Pop pop(QueueNode*& out) noexcept {
+    QueueNode* head = head_.load(std::memory_order_relaxed);
+    QueueNode* next = head->queue_next.load(std::memory_order_acquire);
+    if (head == &stub_) {
+      if (next == nullptr) {
+        return tail_.load(std::memory_order_seq_cst) == &stub_ ? Pop::empty : Pop::busy;
+      }
+      head_.store(next, std::memory_order_relaxed);
+      head = next;
+      next = next->queue_next.load(std::memory_order_acquire);
+    }
+    if (next != nullptr) {
+      head_.store(next, std::memory_order_relaxed);
+      out = head;
+      return Pop::item;
+    }
+    if (head != tail_.load(std::memory_order_seq_cst)) return Pop::busy;
+    push(&stub_);
+    next = head->queue_next.load(std::memory_order_acquire);
+    if (next != nullptr) {
+      head_.store(next, std::memory_order_relaxed);
+      out = head;
+      return Pop::item;
+    }
+    return Pop::busy;
+  }
+
+  /// A cheap, lock-free hint that a pop may find something.
+  [[nodiscard]] bool maybe_nonempty() const noexcept {
+    return head_.load(std::memory_order_relaxed) != &stub_ ||
+           stub_.queue_next.load(std::memory_order_relaxed) != nullptr;
+  }
+
+ private:
+  alignas(64) std::atomic<QueueNode*> tail_{&stub_};
+  alignas(64) std::atomic<QueueNode*> head_;
+  QueueNode stub_;
+};
+
+/// Parks idle workers without losing wake-ups (an "event count"): a waiter
+/// announces itself, re-checks for work, and only then sleeps until the
+/// epoch moves. notify is a single load when nobody sleeps.
+class EventCount {
+ public:
+  std::uint64_t prepare_wait() noexcept {
+    waiters_.fetch_add(1, std::memory_order_seq_cst);
+    return epoch_.load(std::memory_order_seq_cst);
+  }
+  void cancel_wait() noexcept { waiters_.fetch_sub(1, std::memory_order_seq_cst); }
+  void commit_wait(std::uint64_t key) {
+    std::unique_lock lock(mutex_);
+    while (epoch_.load(std::memory_order_relaxed) == key) cv_.wait(lock);
+    waiters_.fetch_sub(1, std::memory_order_seq_cst);
+  }
+  void notify_one() noexcept { notify(false); }
+  void notify_all() noexcept { notify(true); }
+
+ private:
+  void notify(bool all) noexcept {
+    if (waiters_.load(std::memory_order_seq_cst) == 0) return;
+    const std::lock_guard lock(mutex_);
+    epoch_.fetch_add(1, std::memory_order_seq_cst);
+    // Notifying under the lock wakes a thread that was already waiting, never
+    // one that arrives after the epoch moved.
+    if (all) {
+      cv_.notify_all();
+    } else {
+      cv_.notify_one();
+    }
+  }
+
+  std::atomic<std::uint32_t> waiters_{0};
+  std::atomic<std::uint64_t> epoch_{0};
+  std::mutex mutex_;
+  std::condition_variable cv_;
+};
+
+int default_max_workers() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  int cpus = 0;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) cpus = CPU_COUNT(&set);
+  if (cpus <= 0) cpus = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
+  return std::min(32, cpus + 4);
+}
+
+std::atomic<int> pool_counter{0};
+
+// How long an idle worker spins for new work before parking. Covers the gap
+// between a result and the next submit of a tight submit/result loop.
+constexpr auto kIdleSpin = std::chrono::microseconds(50);
+
+}  // namespace
+
+class PoolCore {
+ public:
+  explicit PoolCore(ThreadPoolOptions options)
+      : max_workers_(options.max_workers ? *options.max_workers : default_max_workers()),
+        prefix_(std::move(options.thread_name_prefix)),
+        initializer_(std::move(options.initializer)) {
+    if (max_workers_ <= 0) {
+      throw std::invalid_argument("max_workers must be greater than 0, got " +
+                                  std::to_string(max_workers_));
+    }
+    if (prefix_.empty()) prefix_ = "ThreadPoolExecutor-" + std::to_string(pool_counter++);
+  }
+
+  PoolCore(const PoolCore&) = delete;
+  PoolCore& operator=(const PoolCore&) = delete;
+  ~PoolCore() = default;
+
+  void enqueue(StateBase* task);
+  void shutdown(bool wait, bool cancel_futures);
+  void abandon() noexcept;
+
+  [[nodiscard]] int max_workers() const noexcept { return max_workers_; }
+  [[nodiscard]] std::size_t thread_count() const noexcept {
+    return static_cast<std::size_t>(started_.load(std::memory_order_relaxed));
+  }
+  [[nodiscard]] std::stop_token stop_token() const noexcept { return stop_.get_token(); }
+
+ private:
+  // gate_ = flags | number of submits in flight. shutdown and breakage set a
+  // flag, then wait for in-flight submits, after which nothing is pushed.
+  static constexpr std::uint64_t kShutdownFlag = std::uint64_t{1} << 63;
+  static constexpr std::uint64_t kBrokenFlag = std::uint64_t{1} << 62;
+  static constexpr std::uint64_t kInFlightMask = kBrokenFlag - 1;
+
+  void worker_main(int index);
+  QueueNode* try_pop() noexcept;
+  QueueNode* pop_settled() noexcept;
+  QueueNode* wait_for_work(bool& idle);
+  QueueNode* spin_for_work() noexcept;
+  [[nodiscard]] bool should_exit() noexcept;
+  void wake_one() noexcept;
+  void spawn_worker();
+  void wait_for_submitters() const noexcept;
+  void initializer_failed(std::exception_ptr error) noexcept;
+
+  TaskQueue queue_;
+  SpinLock pop_lock_;
+  alignas(64) std::atomic<std::uint64_t> gate_{0};
+  alignas(64) std::atomic<int> spinners_{0};
+  std::atomic<int> idle_{0};
+  std::atomic<int> started_{0};
+  EventCount parked_;
+  const int max_workers_;
+  std::string prefix_;
+  std::function<void()> initializer_;
+  std::stop_source stop_;
+  std::mutex threads_mutex_;
+  std::vector<std::thread> threads_;  // guarded by threads_mutex_
+};
+
+void PoolCore::enqueue(StateBase* task) {
+  const std::uint64_t gate = gate_.fetch_add(1, std::memory_order_acquire);
+  if ((gate & (kShutdownFlag | kBrokenFlag)) != 0) {
+    gate_.fetch_sub(1, std::memory_order_release);
+    task->release();
+    if ((gate & kBrokenFlag) != 0) {
+      throw BrokenThreadPool("A thread initializer failed, the thread pool is not usable anymore");
+    }
+    throw ShutdownError("cannot schedule new futures after shutdown");
+  }
+  queue_.push(task);
+  try {
+    // Python's rule: reuse an idle worker before starting a new thread.
+    if (started_.load(std::memory_order_relaxed) < max_workers_ &&
+        idle_.load(std::memory_order_seq_cst) == 0) {
+      spawn_worker();
+    } else {
+      wake_one();
+    }
+  } catch (...) {
+    // No thread could be started. If none exists, nobody would ever run the
+    // task: withdraw it and report the failure.
+    const bool stranded = started_.load() == 0 && task->cancel();
+    gate_.fetch_sub(1, std::memory_order_release);
+    if (stranded) throw;
+    return;
+  }
+  gate_.fetch_sub(1, std::memory_order_release);
+}
+
+void PoolCore::wake_one() noexcept {
+  // A spinning worker will find the task; otherwise wake a parked one.
+  if (spinners_.load(std::memory_order_seq_cst) == 0) parked_.notify_one();
+}
+
+void PoolCore::spawn_worker() {
+  const std::lock_guard lock(threads_mutex_);
+  const int index = started_.load(std::memory_order_relaxed);
+  if (index >= max_workers_) {
+    wake_one();
+    return;
+  }
+  threads_.emplace_back([this, index] { worker_main(index); });
+  started_.store(index + 1, std::memory_order_relaxed);
+}
+
+QueueNode* PoolCore::try_pop() noexcept {
+  if (!queue_.maybe_nonempty()) return nullptr;
+  QueueNode* node = nullptr;
+  const std::lock_guard lock(pop_lock_);
+  return queue_.pop(node) == TaskQueue::Pop::item ? node : nullptr;
+}
+
+QueueNode* PoolCore::pop_settled() noexcept {
+  // Unlike try_pop, waits out a half-finished push, so "nothing" is definite.
+  for (;;) {
+    QueueNode* node = nullptr;
+    TaskQueue::Pop result = TaskQueue::Pop::empty;
+    {
+      const std::lock_guard lock(pop_lock_);
+      result = queue_.pop(node);
+    }
+    if (result != TaskQueue::Pop::busy) return node;
+    std::this_thread::yield();
+  }
+}
+
+QueueNode* PoolCore::spin_for_work() noexcept {
+  const auto until = std::chrono::steady_clock::now() + kIdleSpin;
+  for (unsigned i = 1;; ++i) {
+    if (QueueNode* node = try_pop()) return node;
+    cpu_relax();
+    if ((i & 63U) == 0) {
+      if (std::chrono::steady_clock::now() >= until) return nullptr;
+      if ((gate_.load(std::memory_order_relaxed) & kShutdownFlag) != 0) return nullptr;
+    }
+  }
+}
+
+bool PoolCore::should_exit() noexcept {
+  const std::uint64_t gate = gate_.load(std::memory_order_seq_cst);
+  if ((gate & kShutdownFlag) == 0 || (gate & kInFlightMask) != 0) return false;
+  const std::lock_guard lock(pop_lock_);
+  return !queue_.maybe_nonempty();
+}
+
+QueueNode* PoolCore::wait_for_work(bool& idle) {
+  if (!idle && started_.load(std::memory_order_relaxed) < max_workers_) {
+    idle_.fetch_add(1, std::memory_order_seq_cst);
+    idle = true;
+  }
+  auto found = [&](QueueNode* node) {
+    if (idle) {
+      idle_.fetch_sub(1, std::memory_order_seq_cst);
+      idle = false;
+    }
+    if (queue_.maybe_nonempty()) wake_one();  // more work: get help
+    return node;
+  };
+  for (;;) {
+    // At most one worker spins at a time; on 2 cores more would starve the
+    // threads that submit.
+    int expected = 0;
+    if (spinners_.compare_exchange_strong(expected, 1, std::memory_order_seq_cst)) {
+      QueueNode* node = spin_for_work();
+      spinners_.store(0, std::memory_order_seq_cst);
+      if (node != nullptr) return found(node);
+    }
+    const std::uint64_t key = parked_.prepare_wait();
+    if (QueueNode* node = pop_settled()) {
+      parked_.cancel_wait();
+      return found(node);
+    }
+    if (should_exit()) {
+      parked_.cancel_wait();
+      return nullptr;
+    }
+    parked_.commit_wait(key);
+  }
+}
+
+void PoolCore::worker_main(int index) {
+  const std::string name = prefix_ + "_" + std::to_string(index);
+  pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+  thread_role().executor = this;
+
+  if (initializer_) {
+    try {
+      initializer_();
+    } catch (...) {
+      initializer_failed(std::current_exception());
+      return;
+    }
+  }
+
+  bool idle = false;
+  for (;;) {
+    QueueNode* node = try_pop();
+    if (node == nullptr) node = wait_for_work(idle);
+    if (node == nullptr) return;
+    auto* task = static_cast<StateBase*>(node);
+    if (task->run_task()) {
+      // Count as idle before the result is visible, so a submit that follows
+      // result() reuses this thread instead of starting another.
+      if (!idle && started_.load(std::memory_order_relaxed) < max_workers_) {
+        idle_.fetch_add(1, std::memory_order_seq_cst);
+        idle = true;
+      }
+      task->publish();
+    }
+    task->release();
+  }
+}
+
+void PoolCore::wait_for_submitters() const noexcept {
+  while ((gate_.load(std::memory_order_acquire) & kInFlightMask) != 0) std::this_thread::yield();
+}
+
+void PoolCore::initializer_failed(std::exception_ptr error) noexcept {
+  report_error("ThreadPoolExecutor initializer", std::move(error));
+  gate_.fetch_or(kBrokenFlag, std::memory_order_seq_cst);
+  wait_for_submitters();
+  const auto broken = std::make_exception_ptr(
+      BrokenThreadPool("A thread initializer failed, the thread pool is not usable anymore"));
+  while (QueueNode* node = pop_settled()) {
+    auto* task = static_cast<StateBase*>(node);
+    task->fail_pending(broken);
+    task->release();
+  }
+}
+
+void PoolCore::shutdown(bool wait, bool cancel_futures) {
+  if (wait && thread_role().executor == this) {
+    throw InvalidStateError(
+        "shutdown(wait=true) called from a worker of the same pool would join itself; use "
+        "shutdown(wait=false)");
+  }
+  gate_.fetch_or(kShutdownFlag, std::memory_order_seq_cst);
+  wait_for_submitters();
+  if (cancel_futures) {
+    while (QueueNode* node = pop_settled()) {
+      auto* task = static_cast<StateBase*>(node);
+      task->cancel();
+      task->release();
+    }
+    stop_.request_stop();
+  }
+  parked_.notify_all();
+  if (!wait) return;
+  std::vector<std::thread> threads;
+  {
+    const std::lock_guard lock(threads_mutex_);
+    threads.swap(threads_);
+  }
+  for (auto& t : threads) t.join();
+}
+
+void PoolCore::abandon() noexcept {
+  // Destroyed from one of its own tasks: the workers cannot be joined from
+  // here. Let them finish the queue and exit on their own; the core is
+  // deliberately leaked so they never touch freed memory.
+  gate_.fetch_or(kShutdownFlag, std::memory_order_seq_cst);
+  wait_for_submitters();
+  parked_.notify_all();
+  const std::lock_guard lock(threads_mutex_);
+  for (auto& t : threads_) t.detach();
+  threads_.clear();
+}
+
+}  // namespace detail
+
+ThreadPoolExecutor::ThreadPoolExecutor() : ThreadPoolExecutor(ThreadPoolOptions{}) {}
+
+ThreadPoolExecutor::ThreadPoolExecutor(int max_workers)
+    : ThreadPoolExecutor(ThreadPoolOptions{.max_workers = max_workers}) {}
+
+ThreadPoolExecutor::ThreadPoolExecutor(ThreadPoolOptions options)
+    : core_(std::make_unique<detail::PoolCore>(std::move(options))) {}
+
+ThreadPoolExecutor::~ThreadPoolExecutor() {
+  if (detail::thread_role().executor == core_.get()) {
+    core_->abandon();
+    static_cast<void>(core_.release());  // NOLINT(bugprone-unused-return-value)
+    return;
+  }
+  core_->shutdown(true, false);
+}
+
+void ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {
+  core_->shutdown(wait, cancel_futures);
+}
+
+int ThreadPoolExecutor::max_workers() const noexcept { return core_->max_workers(); }
+
+std::size_t ThreadPoolExecutor::thread_count() const noexcept { return core_->thread_count(); }
+
+void ThreadPoolExecutor::enqueue(detail::StateBase* task) { core_->enqueue(task); }
+
+const void* ThreadPoolExecutor::owner() const noexcept { return core_.get(); }
+
+std::stop_token ThreadPoolExecutor::stop_token() const noexcept { return core_->stop_token(); }
+
+}  // namespace webexec
