@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# scripts/run-example.sh: install missing packages, build the `dev` preset and run the
-# futures tour example. Arguments are passed to the example.
+# scripts/run-example.sh: install missing packages, build the `dev` preset and start the
+# example web service (examples/service.cpp) on 127.0.0.1:8080. Arguments go to the
+# service, e.g. `--port 9000` (or set WEBEXEC_PORT).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -10,9 +11,9 @@ source scripts/setup.sh
 webexec_install_deps
 webexec_build_preset dev
 
-example="build/dev/examples/futures_tour"
+example="build/dev/examples/service"
 if [[ ! -x "${example}" ]]; then
-  webexec_log "error: ${example} was not built (is examples/futures_tour.cpp there?)"
+  webexec_log "error: ${example} was not built"
   exit 1
 fi
 exec "${example}" "$@"

@@ -8,6 +8,8 @@
 /// ├── ShutdownError       submit after shutdown
 /// ├── BrokenPromise       the producer went away without setting a result
 /// ├── RemoteTaskError     a task threw in another process
+/// ├── ContextError        current_app()/current_request()/g() without one
+/// ├── CapacityError       the stored-futures collection is full of running work
 /// └── BrokenExecutor      the executor can no longer run tasks
 ///     ├── BrokenThreadPool    an initializer failed
 ///     └── BrokenProcessPool   a worker process died
@@ -82,6 +84,23 @@ class WEBEXEC_API RemoteTaskError : public Error {
  public:
   using Error::Error;
   ~RemoteTaskError() override;
+};
+
+/// `current_app()`, `current_request()` or `g()` was called where there is
+/// no such context; the message says why (outside a request, outside a task,
+/// or `EXECUTOR_PUSH_APP_CONTEXT` is false).
+class WEBEXEC_API ContextError : public Error {
+ public:
+  using Error::Error;
+  ~ContextError() override;
+};
+
+/// `submit_stored` was refused: the `FutureCollection` is at its
+/// `max_length` and none of its futures has finished, so none can be evicted.
+class WEBEXEC_API CapacityError : public Error {
+ public:
+  using Error::Error;
+  ~CapacityError() override;
 };
 
 /// The executor is broken and cannot run tasks any more.

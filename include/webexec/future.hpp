@@ -61,6 +61,14 @@ WEBEXEC_API ErrorHandler set_error_handler(ErrorHandler handler);
 
 namespace detail {
 
+/// Lets webexec's own layers make handles from a state (adopting one reference).
+struct FutureAccess {
+  template <typename Handle>
+  static Handle adopt(StateBase* state) noexcept {
+    return Handle::adopt(state);
+  }
+};
+
 [[noreturn]] WEBEXEC_API void throw_no_state();
 [[noreturn]] WEBEXEC_API void throw_cancelled();
 [[noreturn]] WEBEXEC_API void throw_timeout();
@@ -171,7 +179,7 @@ class UserCallback final : public CallbackNode {
   void invoke(StateBase& state) noexcept override {
     try {
       state.add_ref();
-      fn_(Handle::adopt(&state));
+      fn_(FutureAccess::adopt<Handle>(&state));
     } catch (...) {
       report_error("done callback", std::current_exception());
     }
@@ -184,14 +192,17 @@ class UserCallback final : public CallbackNode {
 template <typename Handle, typename Fn>
 void FutureBase::add_callback(Fn&& fn) const {
   StateBase& s = checked();
-  s.add_callback(new UserCallback<Handle, std::decay_t<Fn>>(std::forward<Fn>(fn)));
+  CallbackNode* node = new UserCallback<Handle, std::decay_t<Fn>>(std::forward<Fn>(fn));
+  // An Executor's future: the callback runs in the context of its registration.
+  if (s.task_context() != nullptr) node = wrap_in_context(s, node);
+  s.add_callback(node);
 }
 
 }  // namespace detail
 
 /// A typed handle to the result of one task. See the file comment.
 template <typename T>
-class [[nodiscard]] Future : public detail::FutureBase {
+class Future : public detail::FutureBase {
   static_assert(!std::is_reference_v<T>, "Future<T&> is not supported; use std::reference_wrapper");
 
  public:
@@ -235,9 +246,7 @@ class [[nodiscard]] Future : public detail::FutureBase {
  private:
   friend class AnyFuture;
   friend class Promise<T>;
-  template <typename, typename>
-  friend class detail::UserCallback;
-  friend class ThreadPoolExecutor;
+  friend struct detail::FutureAccess;
 
   static Future adopt(detail::StateBase* state) noexcept { return Future(state); }
   explicit Future(detail::StateBase* adopted) noexcept : FutureBase(adopted) {}
@@ -246,7 +255,7 @@ class [[nodiscard]] Future : public detail::FutureBase {
 /// A type-erased future: what collections and HTTP status routes hold.
 /// Every `Future<T>` converts to one. It offers the state queries, wait,
 /// cancel and exception, and a typed accessor for the result.
-class [[nodiscard]] AnyFuture : public detail::FutureBase {
+class AnyFuture : public detail::FutureBase {
  public:
   AnyFuture() noexcept = default;
 
@@ -296,8 +305,7 @@ class [[nodiscard]] AnyFuture : public detail::FutureBase {
   }
 
  private:
-  template <typename, typename>
-  friend class detail::UserCallback;
+  friend struct detail::FutureAccess;
   static AnyFuture adopt(detail::StateBase* state) noexcept { return AnyFuture(state); }
   explicit AnyFuture(detail::StateBase* adopted) noexcept : FutureBase(adopted) {}
 };

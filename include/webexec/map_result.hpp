@@ -15,9 +15,13 @@
 /// ```
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <iterator>
 #include <optional>
+#include <ranges>
+#include <tuple>
+#include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -122,4 +126,56 @@ class [[nodiscard]] MapResult {
   bool started_ = false;
 };
 
+namespace detail {
+
+template <typename T>
+struct IsTimeoutArg
+    : std::bool_constant<std::is_same_v<T, Timeout> || std::is_convertible_v<T, Timeout>> {};
+
+/// Calls `submit(items...)` for each item of the zipped ranges (the shortest
+/// ends it) and gathers the futures into a MapResult.
+template <typename Submit, typename... Ranges>
+auto map_ranges(Submit& submit, Timeout timeout, Ranges&... ranges) {
+  using F = decltype(submit(*std::ranges::begin(ranges)...));
+  const auto deadline = timeout.deadline();
+  std::vector<F> futures;
+  if constexpr ((std::ranges::sized_range<Ranges> && ...)) {
+    futures.reserve(std::min({static_cast<std::size_t>(std::ranges::size(ranges))...}));
+  }
+  auto its = std::make_tuple(std::ranges::begin(ranges)...);
+  auto ends = std::make_tuple(std::ranges::end(ranges)...);
+  constexpr auto idx = std::index_sequence_for<Ranges...>{};
+  auto any_at_end = [&]<std::size_t... I>(std::index_sequence<I...>) {
+    return ((std::get<I>(its) == std::get<I>(ends)) || ...);
+  };
+  auto submit_and_advance = [&]<std::size_t... I>(std::index_sequence<I...>) {
+    futures.push_back(submit(*std::get<I>(its)...));
+    (++std::get<I>(its), ...);
+  };
+  while (!any_at_end(idx)) submit_and_advance(idx);
+  return MapResult<typename F::value_type>(std::move(futures), deadline);
+}
+
+/// Splits `(ranges..., [timeout])` and calls map_ranges.
+template <typename Submit, typename... RangesAndTimeout>
+auto map_args(Submit& submit, RangesAndTimeout&&... args) {
+  static_assert(sizeof...(RangesAndTimeout) > 0, "map needs at least one range");
+  auto all = std::forward_as_tuple(std::forward<RangesAndTimeout>(args)...);
+  constexpr std::size_t n = sizeof...(RangesAndTimeout);
+  using Last = std::remove_cvref_t<std::tuple_element_t<n - 1, decltype(all)>>;
+  if constexpr (IsTimeoutArg<Last>::value) {
+    static_assert(n > 1, "map needs at least one range before the timeout");
+    return [&]<std::size_t... I>(std::index_sequence<I...>) {
+      return map_ranges(submit, Timeout(std::get<n - 1>(all)), std::get<I>(all)...);
+    }
+    (std::make_index_sequence<n - 1>{});
+  } else {
+    return [&]<std::size_t... I>(std::index_sequence<I...>) {
+      return map_ranges(submit, Timeout{}, std::get<I>(all)...);
+    }
+    (std::make_index_sequence<n>{});
+  }
+}
+
+}  // namespace detail
 }  // namespace webexec

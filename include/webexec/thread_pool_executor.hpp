@@ -57,10 +57,6 @@ struct ThreadPoolOptions {
 
 namespace detail {
 class PoolCore;
-
-template <typename T>
-struct IsTimeoutArg
-    : std::bool_constant<std::is_same_v<T, Timeout> || std::is_convertible_v<T, Timeout>> {};
 }  // namespace detail
 
 /// A pool of threads running submitted calls. See the file comment.
@@ -90,16 +86,8 @@ class WEBEXEC_API ThreadPoolExecutor {
   /// initializer failed, `std::system_error` if no thread could be started.
   template <typename Fn, typename... Args>
   [[nodiscard]] Future<detail::task_result_t<Fn, Args...>> submit(Fn&& fn, Args&&... args) {
-    using R = detail::task_result_t<Fn, Args...>;
-    using Task = detail::TaskState<R, std::decay_t<Fn>, std::decay_t<Args>...>;
-    auto* task = new Task(owner(), std::forward<Fn>(fn), std::forward<Args>(args)...);
-    if constexpr (detail::takes_stop_token_v<std::decay_t<Fn>, std::decay_t<Args>...>) {
-      task->link_stop_token(stop_token());
-    }
-    task->add_ref();  // one reference for the queue, one for the future
-    Future<R> future = Future<R>::adopt(task);
-    enqueue(task);
-    return future;
+    return submit_attached(
+        detail::NoAttachment{}, [](auto&) {}, std::forward<Fn>(fn), std::forward<Args>(args)...);
   }
 
   /// Python's `map(fn, *iterables, timeout=None)`: submits `fn(a, b, ...)`
@@ -110,22 +98,10 @@ class WEBEXEC_API ThreadPoolExecutor {
   /// Throws: as submit(); earlier items stay submitted.
   template <typename Fn, typename... RangesAndTimeout>
   [[nodiscard]] auto map(Fn&& fn, RangesAndTimeout&&... args) {
-    static_assert(sizeof...(RangesAndTimeout) > 0, "map needs at least one range");
-    auto all = std::forward_as_tuple(std::forward<RangesAndTimeout>(args)...);
-    constexpr std::size_t n = sizeof...(RangesAndTimeout);
-    using Last = std::remove_cvref_t<std::tuple_element_t<n - 1, decltype(all)>>;
-    if constexpr (detail::IsTimeoutArg<Last>::value) {
-      static_assert(n > 1, "map needs at least one range before the timeout");
-      return [&]<std::size_t... I>(std::index_sequence<I...>) {
-        return map_impl(Timeout(std::get<n - 1>(all)), fn, std::get<I>(all)...);
-      }
-      (std::make_index_sequence<n - 1>{});
-    } else {
-      return [&]<std::size_t... I>(std::index_sequence<I...>) {
-        return map_impl(Timeout{}, fn, std::get<I>(all)...);
-      }
-      (std::make_index_sequence<n>{});
-    }
+    auto submit_one = [&](auto&&... item) {
+      return submit(fn, std::forward<decltype(item)>(item)...);
+    };
+    return detail::map_args(submit_one, std::forward<RangesAndTimeout>(args)...);
   }
 
   /// Python's `shutdown(wait=True, cancel_futures=False)`.
@@ -147,28 +123,26 @@ class WEBEXEC_API ThreadPoolExecutor {
   [[nodiscard]] std::size_t thread_count() const noexcept;
 
  private:
-  template <typename Fn, typename... Ranges>
-  auto map_impl(Timeout timeout, Fn& fn, Ranges&... ranges) {
-    using R = detail::task_result_t<Fn&, std::ranges::range_reference_t<Ranges>...>;
-    const auto deadline = timeout.deadline();
-    std::vector<Future<R>> futures;
-    if constexpr ((std::ranges::sized_range<Ranges> && ...)) {
-      futures.reserve(std::min({static_cast<std::size_t>(std::ranges::size(ranges))...}));
+  friend class Executor;
+
+  /// submit() with an attachment that runs around the callable and lives as
+  /// long as the state, and a `prepare(task)` step that runs before the task
+  /// is queued (so callbacks it adds never run inline).
+  template <typename Attach, typename Prepare, typename Fn, typename... Args>
+  Future<detail::task_result_t<Fn, Args...>> submit_attached(Attach attach, Prepare&& prepare,
+                                                             Fn&& fn, Args&&... args) {
+    using R = detail::task_result_t<Fn, Args...>;
+    using Task = detail::TaskState<R, Attach, std::decay_t<Fn>, std::decay_t<Args>...>;
+    auto* task =
+        new Task(owner(), std::move(attach), std::forward<Fn>(fn), std::forward<Args>(args)...);
+    if constexpr (detail::takes_stop_token_v<std::decay_t<Fn>, std::decay_t<Args>...>) {
+      task->link_stop_token(stop_token());
     }
-    auto its = std::make_tuple(std::ranges::begin(ranges)...);
-    auto ends = std::make_tuple(std::ranges::end(ranges)...);
-    auto any_at_end = [&]<std::size_t... I>(std::index_sequence<I...>) {
-      return ((std::get<I>(its) == std::get<I>(ends)) || ...);
-    };
-    constexpr auto idx = std::index_sequence_for<Ranges...>{};
-    while (!any_at_end(idx)) {
-      [&]<std::size_t... I>(std::index_sequence<I...>) {
-        futures.push_back(submit(fn, *std::get<I>(its)...));
-        (++std::get<I>(its), ...);
-      }
-      (idx);
-    }
-    return MapResult<R>(std::move(futures), deadline);
+    task->add_ref();  // one reference for the queue, one for the future
+    Future<R> future = detail::FutureAccess::adopt<Future<R>>(task);
+    prepare(*task);
+    enqueue(task);
+    return future;
   }
 
   /// Queues a task that holds one reference for the queue.

@@ -48,6 +48,7 @@ struct QueueNode {
 };
 
 class StateBase;
+struct TaskContext;
 
 /// One entry of a future's done-callback list; owned by the list.
 class CallbackNode {
@@ -76,6 +77,10 @@ struct ThreadRole {
   const StateBase* task = nullptr;  // the task it is running
 };
 WEBEXEC_API ThreadRole& thread_role() noexcept;
+
+/// Wraps `node` so it runs inside the context current on this thread (or,
+/// outside any, the task's own). Defined with the context machinery.
+WEBEXEC_API CallbackNode* wrap_in_context(StateBase& state, CallbackNode* node);
 
 /// Reference-counted state shared by every handle of one future.
 class WEBEXEC_API StateBase : public QueueNode {
@@ -178,6 +183,10 @@ class WEBEXEC_API StateBase : public QueueNode {
 
   /// The executor that queued this task, or null for a promise.
   [[nodiscard]] const void* owner() const noexcept { return owner_; }
+
+  /// The app/request context the task runs in, for tasks of an `Executor`;
+  /// null otherwise. Done callbacks of such futures run in a context too.
+  virtual TaskContext* task_context() noexcept { return nullptr; }
 
  protected:
   StateBase() noexcept = default;

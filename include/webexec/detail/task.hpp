@@ -29,6 +29,16 @@ using task_result_t = typename TaskResult<std::decay_t<Fn>, std::decay_t<Args>..
 
 struct NoStop {};
 
+/// What runs around a task's callable; the default adds nothing. An
+/// attachment lives as long as the task's state (not just its callable).
+struct NoAttachment {
+  template <typename F>
+  void invoke(F&& f) {
+    std::forward<F>(f)();
+  }
+  static TaskContext* context() noexcept { return nullptr; }
+};
+
 /// The stop machinery of a task that takes a token: its own source, and the
 /// executor's token, linked while the task runs.
 struct TaskStop {
@@ -41,14 +51,18 @@ struct TaskStop {
 /// The callable is destroyed as soon as it has run or been cancelled, before
 /// the result is published, so a task never keeps its captures alive after
 /// its future is done (CPython's "no stale references", bpo-16284).
-template <typename R, typename Fn, typename... Args>
+template <typename R, typename Attach, typename Fn, typename... Args>
 class TaskState final : public ResultState<R> {
   static constexpr bool kTakesToken = takes_stop_token_v<Fn, Args...>;
 
  public:
   template <typename F, typename... A>
-  explicit TaskState(const void* owner, F&& fn, A&&... args)
-      : ResultState<R>(owner), call_(std::forward<F>(fn), std::forward<A>(args)...) {}
+  explicit TaskState(const void* owner, Attach attach, F&& fn, A&&... args)
+      : ResultState<R>(owner),
+        call_(std::forward<F>(fn), std::forward<A>(args)...),
+        attach_(std::move(attach)) {}
+
+  TaskContext* task_context() noexcept override { return attach_.context(); }
 
   ~TaskState() override { drop_task(); }
 
@@ -83,12 +97,14 @@ class TaskState final : public ResultState<R> {
 
   void run() noexcept override {
     try {
-      if constexpr (kTakesToken) {
-        const std::stop_callback<RequestOwnStop> link(stop_.executor, RequestOwnStop{&stop_.own});
-        invoke(stop_.own.get_token());
-      } else {
-        invoke();
-      }
+      attach_.invoke([this] {
+        if constexpr (kTakesToken) {
+          const std::stop_callback<RequestOwnStop> link(stop_.executor, RequestOwnStop{&stop_.own});
+          invoke(stop_.own.get_token());
+        } else {
+          invoke();
+        }
+      });
     } catch (...) {
       this->error_ = std::current_exception();
     }
@@ -119,6 +135,7 @@ class TaskState final : public ResultState<R> {
   };
   bool alive_ = true;
   [[no_unique_address]] std::conditional_t<kTakesToken, TaskStop, NoStop> stop_;
+  [[no_unique_address]] Attach attach_;
 };
 
 }  // namespace webexec::detail

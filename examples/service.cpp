@@ -1,0 +1,164 @@
+// The example web service: Flask-Executor's own example, in C++ on cpp-httplib.
+//
+//   bash scripts/run-example.sh               # http://127.0.0.1:8080
+//   bash scripts/run-example.sh --port 9000   # or WEBEXEC_PORT=9000
+//
+//   curl http://127.0.0.1:8080/start-task    -> {"result":"success"}
+//   curl http://127.0.0.1:8080/get-result    -> {"status":"RUNNING"} ... then
+//                                               {"status":"done","result":"73301874...0507"}
+//   curl -i http://127.0.0.1:8080/reports?steps=20   -> 202, Location: /jobs/<key>
+//   curl http://127.0.0.1:8080/jobs/<key>             -> state, progress, result
+//   curl -X DELETE http://127.0.0.1:8080/jobs/<key>   -> cancels a pending job
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "webexec/http/httplib_adapter.hpp"
+#include "webexec/webexec.hpp"
+
+namespace {
+
+/// base**exponent as a decimal string: Python's pow(323, 1235) has 3,099
+/// digits, far beyond any built-in type (std::pow gives inf).
+std::string big_pow(std::uint32_t base, std::uint32_t exponent) {
+  constexpr std::uint64_t kLimb = 1'000'000'000;  // nine decimal digits per limb
+  std::vector<std::uint64_t> limbs{1};            // little-endian
+  for (std::uint32_t i = 0; i < exponent; ++i) {
+    std::uint64_t carry = 0;
+    for (auto& limb : limbs) {
+      const std::uint64_t v = limb * base + carry;
+      limb = v % kLimb;
+      carry = v / kLimb;
+    }
+    while (carry != 0) {
+      limbs.push_back(carry % kLimb);
+      carry /= kLimb;
+    }
+  }
+  std::string out = std::to_string(limbs.back());
+  for (auto it = limbs.rbegin() + 1; it != limbs.rend(); ++it) {
+    const std::string digits = std::to_string(*it);
+    out += std::string(9 - digits.size(), '0') + digits;
+  }
+  return out;
+}
+
+nlohmann::json json_body(const httplib::Request& req) { return nlohmann::json{{"path", req.path}}; }
+
+int port_from(int argc, char** argv) {
+  std::string port = std::getenv("WEBEXEC_PORT") != nullptr ? std::getenv("WEBEXEC_PORT") : "8080";
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--port" && i + 1 < argc) {
+      port = argv[++i];
+    } else if (arg.rfind("--port=", 0) == 0) {
+      port = arg.substr(7);
+    } else if (arg == "--help" || arg == "-h") {
+      std::printf("usage: %s [--port N]   (or WEBEXEC_PORT=N; default 8080)\n", argv[0]);
+      std::exit(0);
+    } else {
+      throw std::invalid_argument("unknown argument '" + arg + "' (try --help)");
+    }
+  }
+  return static_cast<int>(webexec::parse_int("--port", port, 0, 65535));
+}
+
+httplib::Server* running_server = nullptr;
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const int port = port_from(argc, argv);
+
+  webexec::App app("webexec-example");
+  app.config().setdefault("EXECUTOR_MAX_WORKERS", 4);
+  app.config().setdefault("EXECUTOR_FUTURES_MAX_LENGTH", 1000);
+  app.config().setdefault("EXECUTOR_PROPAGATE_EXCEPTIONS", true);
+  webexec::Executor executor(app);
+
+  httplib::Server server;
+  server.set_tcp_nodelay(true);  // Debian's httplib leaves Nagle on (~40 ms per response)
+  server.set_keep_alive_max_count(1000);
+  server.set_keep_alive_timeout(2);  // polling clients must not pin server threads
+  webexec::http::install(server, app);
+
+  auto send = [](httplib::Response& res, const nlohmann::json& body, int status = 200) {
+    res.status = status;
+    res.set_content(body.dump(), "application/json");
+  };
+
+  // The seed's example: submit_stored, then poll and pop.
+  server.Get("/start-task", [&](const httplib::Request&, httplib::Response& res) {
+    try {
+      executor.submit_stored("calc_power", big_pow, 323U, 1235U);
+      send(res, {{"result", "success"}});
+    } catch (const std::invalid_argument&) {
+      send(res, {{"result", "already running"}, {"error", "future_key 'calc_power' exists"}}, 409);
+    }
+  });
+  server.Get("/get-result", [&](const httplib::Request&, httplib::Response& res) {
+    auto done = executor.futures().done("calc_power");
+    if (!done) {
+      send(res, {{"status", nullptr}, {"error", "no task 'calc_power'; GET /start-task first"}},
+           404);
+    } else if (!*done) {
+      send(res, {{"status", to_string(*executor.futures().state("calc_power"))}});
+    } else {
+      auto future = executor.futures().pop("calc_power");
+      send(res, {{"status", "done"}, {"result", future->result<std::string>()}});
+    }
+  });
+
+  // A longer job that reports progress through the status routes.
+  server.Get("/reports", [&](const httplib::Request& req, httplib::Response& res) {
+    const auto steps = webexec::parse_int(
+        "steps", req.has_param("steps") ? req.get_param_value("steps") : std::string("10"), 1,
+        1000);
+    const std::string key = webexec::http::new_job_key();
+    executor.submit_stored(key, [steps](std::stop_token stop) {
+      const auto& request = webexec::current_request();
+      for (std::int64_t i = 0; i < steps; ++i) {
+        if (stop.stop_requested()) throw std::runtime_error("stopped");
+        webexec::report_progress(i, steps, "step " + std::to_string(i + 1));
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      webexec::report_progress(steps, steps, "done");
+      return nlohmann::json{{"steps", steps},
+                            {"requested_by", request.remote_addr},
+                            {"request_id", request.request_id},
+                            {"path", request.path}};
+    });
+    webexec::http::accepted(res, key, "/jobs");
+  });
+  webexec::http::mount_status_routes(server, executor, "/jobs");
+  server.Get("/", [&](const httplib::Request& req, httplib::Response& res) {
+    send(res, {{"service", app.name()},
+               {"routes", {"/start-task", "/get-result", "/reports?steps=N", "/jobs/<key>"}},
+               {"you", json_body(req)}});
+  });
+
+  running_server = &server;
+  std::signal(SIGINT, [](int) { running_server->stop(); });
+  std::signal(SIGTERM, [](int) { running_server->stop(); });
+  std::printf("webexec example service on http://127.0.0.1:%d (Ctrl-C stops)\n", port);
+  std::fflush(stdout);
+  if (!server.listen("127.0.0.1", port)) {
+    std::fprintf(stderr, "cannot listen on 127.0.0.1:%d\n", port);
+    return 1;
+  }
+  executor.shutdown(true, true);
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "webexec example: %s\n", e.what());
+  return 2;
+}

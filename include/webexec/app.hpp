@@ -1,0 +1,121 @@
+/// `App`: what Flask's application object is to Flask-Executor.
+///
+/// An `App` has a name, a `Config`, an extensions registry (name -> shared
+/// object), teardown hooks that run after every task (Flask's
+/// `teardown_appcontext`: release per-task resources there), and an error
+/// handler that receives failures nobody else can: a task's exception when
+/// `EXECUTOR_PROPAGATE_EXCEPTIONS` is on, a throwing teardown hook.
+///
+/// The `App` must outlive every `Executor` initialised with it.
+///
+/// Example:
+/// ```
+/// webexec::App app("reports");
+/// app.config().set("EXECUTOR_MAX_WORKERS", 4);
+/// app.teardown_appcontext([](std::exception_ptr) { db_pool().release_thread_connection(); });
+/// app.set_error_handler([](const webexec::ErrorReport& r) { log_error(describe(r)); });
+/// webexec::Executor executor(app);
+/// ```
+#pragma once
+
+#include <atomic>
+#include <exception>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <typeindex>
+#include <typeinfo>
+#include <vector>
+
+#include "webexec/config.hpp"
+#include "webexec/detail/export.hpp"
+
+namespace webexec {
+
+/// A failure reported to `App::report_error`.
+struct ErrorReport {
+  std::string origin;    ///< what failed: "task", "done callback", "teardown hook"
+  std::string executor;  ///< the executor's name ("" for the unnamed one)
+  std::string key;       ///< the stored future's key or the job's name, if any
+  std::string message;   ///< the exception's what()
+  std::exception_ptr exception;
+};
+
+/// One line: `task 'calc_power' of executor 'custom' failed: <message>`.
+WEBEXEC_API std::string describe(const ErrorReport& report);
+
+/// The application: name, config, extensions, teardown hooks, error handler.
+///
+/// Thread safety: every member may be called from any thread.
+class WEBEXEC_API App {
+ public:
+  using TeardownHook = std::function<void(std::exception_ptr error)>;
+  using ErrorHandler = std::function<void(const ErrorReport& report)>;
+
+  explicit App(std::string name);
+  App(const App&) = delete;
+  App& operator=(const App&) = delete;
+  ~App();
+
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  [[nodiscard]] Config& config() noexcept { return config_; }
+  [[nodiscard]] const Config& config() const noexcept { return config_; }
+
+  /// Registers `extension` under `name`, replacing any previous one.
+  template <typename T>
+  void set_extension(std::string name, std::shared_ptr<T> extension) {
+    set_extension_erased(std::move(name), std::move(extension), typeid(T));
+  }
+
+  /// The extension registered under `name`, or null if there is none.
+  /// Throws: `std::invalid_argument` if it is not a `T`.
+  template <typename T>
+  [[nodiscard]] std::shared_ptr<T> extension(std::string_view name) const {
+    return std::static_pointer_cast<T>(extension_erased(name, typeid(T)));
+  }
+
+  [[nodiscard]] bool has_extension(std::string_view name) const;
+  bool remove_extension(std::string_view name);
+  [[nodiscard]] std::vector<std::string> extension_names() const;
+
+  /// Adds a hook that runs after every task and done callback that ran with
+  /// this app's context, on the same thread, with the exception the task
+  /// threw (or null). Hooks run in registration order; one that throws is
+  /// reported to the error handler and the rest still run.
+  void teardown_appcontext(TeardownHook hook);
+
+  /// Runs the teardown hooks (the executor calls this after each task).
+  void do_teardown_appcontext(std::exception_ptr error) const noexcept;
+
+  /// Installs the error handler; an empty one restores the default, which
+  /// prints `describe(report)` to stderr.
+  void set_error_handler(ErrorHandler handler);
+
+  /// Hands `report` to the error handler. Never throws.
+  void report_error(const ErrorReport& report) const noexcept;
+
+ private:
+  struct Extension {
+    std::shared_ptr<void> object;
+    std::type_index type;
+  };
+
+  void set_extension_erased(std::string name, std::shared_ptr<void> object,
+                            const std::type_info& type);
+  [[nodiscard]] std::shared_ptr<void> extension_erased(std::string_view name,
+                                                       const std::type_info& type) const;
+
+  const std::string name_;
+  Config config_;
+  mutable std::mutex mutex_;
+  std::map<std::string, Extension, std::less<>> extensions_;   // guarded by mutex_
+  std::shared_ptr<const std::vector<TeardownHook>> teardown_;  // guarded by mutex_
+  std::atomic<bool> has_teardown_{false};
+  std::shared_ptr<const ErrorHandler> error_handler_;  // guarded by mutex_
+};
+
+}  // namespace webexec

@@ -1,0 +1,111 @@
+/// `Config`: Flask's `app.config`, with strict typed reads.
+///
+/// Keys are strings; values are set as strings, integers or booleans.
+/// `setdefault` stores a value only if the key is missing and returns the
+/// stored one, as Python's `dict.setdefault` does. Typed reads are strict:
+/// a boolean accepts true/false/1/0/yes/no/on/off in any case, an integer
+/// rejects junk and out-of-range values, and every error names the key and
+/// the value.
+///
+/// Example:
+/// ```
+/// webexec::Config config;
+/// config.set("EXECUTOR_MAX_WORKERS", 4);
+/// config.set("EXECUTOR_PROPAGATE_EXCEPTIONS", "yes");
+/// int workers = *config.get_int("EXECUTOR_MAX_WORKERS");        // 4
+/// bool propagate = *config.get_bool("EXECUTOR_PROPAGATE_EXCEPTIONS");  // true
+/// ```
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "webexec/detail/export.hpp"
+
+namespace webexec {
+
+/// One configuration value: a string, an integer or a boolean.
+using ConfigValue = std::variant<std::string, std::int64_t, bool>;
+
+/// The value as text, e.g. for error messages: "abc", "42", "true".
+WEBEXEC_API std::string to_string(const ConfigValue& value);
+
+/// Parses `value` as a boolean: true/false/1/0/yes/no/on/off, any case.
+/// Throws: `std::invalid_argument` naming `key` and the value otherwise.
+WEBEXEC_API bool parse_bool(std::string_view key, const ConfigValue& value);
+
+/// Parses `value` as an integer in [min, max].
+/// Throws: `std::invalid_argument` naming `key` and the value for junk, or
+/// `std::out_of_range` naming them for a value outside the range.
+WEBEXEC_API std::int64_t parse_int(std::string_view key, const ConfigValue& value,
+                                   std::int64_t min = INT64_MIN, std::int64_t max = INT64_MAX);
+
+/// Turns a bool, any integer, or anything string-like into a ConfigValue.
+template <typename V>
+ConfigValue make_config_value(V&& value) {
+  using D = std::remove_cvref_t<V>;
+  if constexpr (std::is_same_v<D, ConfigValue>) {
+    return std::forward<V>(value);
+  } else if constexpr (std::is_same_v<D, bool>) {
+    return ConfigValue(std::in_place_type<bool>, value);
+  } else if constexpr (std::is_integral_v<D>) {
+    return ConfigValue(std::in_place_type<std::int64_t>, static_cast<std::int64_t>(value));
+  } else {
+    static_assert(std::is_constructible_v<std::string, V>,
+                  "a config value is a string, an integer or a boolean");
+    return ConfigValue(std::in_place_type<std::string>, std::string(std::forward<V>(value)));
+  }
+}
+
+/// A thread-safe string-keyed configuration map.
+class WEBEXEC_API Config {
+ public:
+  Config() = default;
+  Config(const Config& other);
+  Config& operator=(const Config& other);
+
+  /// Stores `value` (string, integer or boolean) under `key`, replacing any
+  /// previous value.
+  template <typename V>
+  void set(std::string key, V&& value) {
+    set_value(std::move(key), make_config_value(std::forward<V>(value)));
+  }
+
+  /// Stores `value` only if `key` is missing; returns the stored value.
+  template <typename V>
+  ConfigValue setdefault(std::string key, V&& value) {
+    return setdefault_value(std::move(key), make_config_value(std::forward<V>(value)));
+  }
+
+  /// The raw value, if set.
+  [[nodiscard]] std::optional<ConfigValue> get(std::string_view key) const;
+  [[nodiscard]] bool contains(std::string_view key) const;
+  bool erase(std::string_view key);
+  [[nodiscard]] std::vector<std::string> keys() const;
+
+  /// The value as text, if set.
+  [[nodiscard]] std::optional<std::string> get_string(std::string_view key) const;
+  /// The value as a strict boolean, if set. Throws as parse_bool().
+  [[nodiscard]] std::optional<bool> get_bool(std::string_view key) const;
+  /// The value as a strict integer in [min, max], if set. Throws as parse_int().
+  [[nodiscard]] std::optional<std::int64_t> get_int(std::string_view key,
+                                                    std::int64_t min = INT64_MIN,
+                                                    std::int64_t max = INT64_MAX) const;
+
+ private:
+  void set_value(std::string key, ConfigValue value);
+  ConfigValue setdefault_value(std::string key, ConfigValue value);
+
+  mutable std::mutex mutex_;
+  std::map<std::string, ConfigValue, std::less<>> values_;  // guarded by mutex_
+};
+
+}  // namespace webexec

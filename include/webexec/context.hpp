@@ -1,0 +1,273 @@
+/// Application and request context inside tasks: `current_app()`,
+/// `current_request()`, `g()` and `report_progress()`.
+///
+/// When an `Executor` submits a task it captures, on the submitting thread:
+/// - the app (unless `EXECUTOR_PUSH_APP_CONTEXT` is false);
+/// - the request, as an immutable `RequestContext` snapshot shared by every
+///   task of that request (none outside a request: startup code, a CLI, a
+///   timer);
+/// - a copy of `g`. Copying is O(1) (copy-on-write): the task gets its own
+///   `g`, changes in the task never reach the request and later changes in
+///   the request never reach the task.
+///
+/// The task, its default done callbacks and every done callback added to its
+/// future then run inside that context. A task that submits more work passes
+/// its own context on.
+///
+/// Example (inside a task):
+/// ```
+/// const auto& req = webexec::current_request();       // method, path, headers, body...
+/// auto user = webexec::g().get<std::string>("user");   // copied at submit
+/// int workers = *webexec::current_app().config().get_int("EXECUTOR_MAX_WORKERS");
+/// webexec::report_progress(3, 10, "resizing");
+/// ```
+#pragma once
+
+#include <any>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+#include "webexec/detail/export.hpp"
+
+namespace webexec {
+
+class App;
+
+/// Flask's `g`: per-request storage, copied into each task.
+///
+/// Values are any copyable C++ objects. Copies share storage until one of
+/// them is written (copy-on-write), so a copy costs one atomic increment.
+///
+/// Thread safety: one `G` object is used by one thread at a time (its
+/// request's or its task's); copies may live on any threads.
+class WEBEXEC_API G {
+ public:
+  G() = default;
+  G(const G& other) noexcept;
+  G(G&& other) noexcept : data_(std::exchange(other.data_, nullptr)) {}
+  G& operator=(const G& other) noexcept;
+  G& operator=(G&& other) noexcept;
+  ~G();
+
+  /// Stores `value` under `key`.
+  template <typename T>
+  void set(std::string key, T&& value) {
+    mutable_map().insert_or_assign(std::move(key), std::any(std::forward<T>(value)));
+  }
+
+  /// The value under `key`.
+  /// Throws: `std::out_of_range` naming the key if missing,
+  /// `std::invalid_argument` naming both types if it is not a `T`.
+  template <typename T>
+  [[nodiscard]] const T& get(std::string_view key) const {
+    const std::any& v = at(key);
+    if (const T* p = std::any_cast<T>(&v)) return *p;
+    throw_bad_type(key, v.type(), typeid(T));
+  }
+
+  /// The value under `key` if present and a `T`, else null.
+  template <typename T>
+  [[nodiscard]] const T* get_if(std::string_view key) const {
+    const std::any* v = find(key);
+    return v != nullptr ? std::any_cast<T>(v) : nullptr;
+  }
+
+  /// The value under `key`, or `fallback`.
+  template <typename T>
+  [[nodiscard]] T get_or(std::string_view key, T fallback) const {
+    const T* p = get_if<T>(key);
+    return p != nullptr ? *p : fallback;
+  }
+
+  [[nodiscard]] bool contains(std::string_view key) const { return find(key) != nullptr; }
+  bool erase(std::string_view key);
+  [[nodiscard]] std::size_t size() const noexcept;
+  [[nodiscard]] std::vector<std::string> keys() const;
+
+  /// The raw value, if present.
+  [[nodiscard]] const std::any* find(std::string_view key) const;
+
+ private:
+  using Map = std::map<std::string, std::any, std::less<>>;
+  struct Data;
+  [[nodiscard]] const std::any& at(std::string_view key) const;
+  Map& mutable_map();
+  [[noreturn]] static void throw_bad_type(std::string_view key, const std::type_info& stored,
+                                          const std::type_info& wanted);
+  Data* data_ = nullptr;
+};
+
+/// An immutable snapshot of the request that submitted a task, taken at
+/// submit time. It owns every byte: nothing points into the web server.
+struct WEBEXEC_API RequestContext {
+  using Params = std::vector<std::pair<std::string, std::string>>;
+
+  std::string method;                    ///< "GET", "POST", ...
+  std::string path;                      ///< URL-decoded path, without the query
+  Params query;                          ///< query-string parameters, in order
+  Params form;                           ///< url-encoded form fields of the body, in order
+  Params headers;                        ///< request headers, minus the server's synthetic ones
+  std::string body;                      ///< the request body
+  std::vector<std::string> path_groups;  ///< route match groups; [0] is the whole path
+  std::string remote_addr;               ///< peer address from the socket, never from a header
+  int remote_port = -1;
+  std::string request_id;  ///< sanitized X-Request-Id, or generated
+
+  /// First header named `name` (case-insensitive).
+  [[nodiscard]] std::optional<std::string> header(std::string_view name) const;
+  /// First query parameter named `name`.
+  [[nodiscard]] std::optional<std::string> query_param(std::string_view name) const;
+  /// First form field named `name`.
+  [[nodiscard]] std::optional<std::string> form_param(std::string_view name) const;
+};
+
+/// A task's progress, as reported by `report_progress`.
+struct Progress {
+  double fraction = 0.0;             ///< 0..1
+  std::optional<std::int64_t> done;  ///< set by the (done, total) form
+  std::optional<std::int64_t> total;
+  std::string message;
+};
+
+/// The app of the running task, callback or request.
+/// Throws: `ContextError` saying why there is none (outside any context, or
+/// the executor runs tasks without it: `EXECUTOR_PUSH_APP_CONTEXT=false`).
+WEBEXEC_API App& current_app();
+
+/// The request snapshot of the running task or callback, or of the request
+/// being handled.
+/// Throws: `ContextError` if the task was submitted outside a request.
+WEBEXEC_API const RequestContext& current_request();
+
+/// The `g` of the running task or callback (its own copy) or of the request
+/// being handled.
+/// Throws: `ContextError` outside any context, or without the app context.
+WEBEXEC_API G& g();
+
+/// True where current_app() / current_request() would succeed.
+WEBEXEC_API bool has_app_context() noexcept;
+WEBEXEC_API bool has_request_context() noexcept;
+
+/// Reports the running task's progress as a fraction in [0, 1] (clamped).
+/// Readable through `FutureCollection::progress(key)` for stored futures.
+/// Returns false (and does nothing) if the running task is not stored.
+WEBEXEC_API bool report_progress(double fraction, std::string message = {});
+
+/// Reports progress as `done` of `total` steps.
+/// Throws: `std::invalid_argument` if total <= 0 or done is outside [0, total].
+WEBEXEC_API bool report_progress(std::int64_t done, std::int64_t total, std::string message = {});
+
+namespace detail {
+
+/// Where a stored task's progress lives; shared by the task and the
+/// collection entry.
+class WEBEXEC_API ProgressSlot {
+ public:
+  void set(Progress progress);
+  [[nodiscard]] std::optional<Progress> get() const;
+
+ private:
+  mutable std::atomic<bool> lock_{false};
+  bool has_ = false;
+  Progress progress_;
+};
+
+/// What a task carries: the captured app, request and g, plus labels for
+/// error reports.
+struct TaskContext {
+  App* app = nullptr;                             ///< null when running without the app context
+  const char* no_app_reason = nullptr;            ///< why app is null
+  std::shared_ptr<const RequestContext> request;  ///< null outside a request
+  G g;
+  std::shared_ptr<ProgressSlot> progress;  ///< set for stored futures
+};
+
+/// A request being handled, made current by a web adapter for the duration
+/// of its handler. The snapshot is built lazily, at the first submit, and
+/// then shared by every task of the request.
+class WEBEXEC_API RequestScope {
+ public:
+  explicit RequestScope(App* app) : app_(app) {}
+  RequestScope(const RequestScope&) = delete;
+  RequestScope& operator=(const RequestScope&) = delete;
+  virtual ~RequestScope();
+
+  [[nodiscard]] App* app() const noexcept { return app_; }
+  G& g() noexcept { return g_; }
+  const std::shared_ptr<const RequestContext>& snapshot();
+
+ protected:
+  [[nodiscard]] virtual std::shared_ptr<const RequestContext> build_snapshot() const = 0;
+
+ private:
+  App* app_;
+  G g_;
+  std::shared_ptr<const RequestContext> snapshot_;
+};
+
+/// The context the current thread runs in.
+struct Ambient {
+  TaskContext* task = nullptr;      ///< set while a task or callback runs
+  RequestScope* request = nullptr;  ///< set while a request handler runs
+};
+WEBEXEC_API Ambient& ambient() noexcept;
+
+/// Makes `scope` the current request for this thread until destroyed.
+class WEBEXEC_API ScopedRequest {
+ public:
+  explicit ScopedRequest(RequestScope* scope) noexcept;
+  ScopedRequest(const ScopedRequest&) = delete;
+  ScopedRequest& operator=(const ScopedRequest&) = delete;
+  ~ScopedRequest();
+
+ private:
+  RequestScope* previous_;
+};
+
+/// Captures the current context for a new task: the running task's
+/// (nested submit), else the current request's, else the app alone.
+/// `app` is the executor's app; with `push_app` false the task gets none.
+WEBEXEC_API TaskContext capture_context(App* app, bool push_app, const char* no_app_reason);
+
+/// Runs `fn()` inside `ctx` on this thread, then the app's teardown hooks
+/// with `fn`'s exception (rethrown afterwards).
+template <typename Fn>
+void run_in_context(TaskContext& ctx, Fn&& fn);
+
+WEBEXEC_API void run_teardown(TaskContext& ctx, std::exception_ptr error) noexcept;
+
+class ScopedTask {
+ public:
+  explicit ScopedTask(TaskContext& ctx) noexcept : previous_(std::exchange(ambient().task, &ctx)) {}
+  ScopedTask(const ScopedTask&) = delete;
+  ScopedTask& operator=(const ScopedTask&) = delete;
+  ~ScopedTask() { ambient().task = previous_; }
+
+ private:
+  TaskContext* previous_;
+};
+
+template <typename Fn>
+void run_in_context(TaskContext& ctx, Fn&& fn) {
+  const ScopedTask scope(ctx);
+  try {
+    std::forward<Fn>(fn)();
+  } catch (...) {
+    run_teardown(ctx, std::current_exception());
+    throw;
+  }
+  run_teardown(ctx, nullptr);
+}
+
+}  // namespace detail
+}  // namespace webexec

@@ -1,0 +1,296 @@
+/// `Executor`: Flask-Executor's `Executor`, for C++ web services.
+///
+/// An `Executor` is bound to an `App` (at construction, or later with
+/// `init_app` for the application-factory pattern), reads its configuration
+/// from the app's config or the environment, and runs each task inside a
+/// copy of the submitting context: `current_app()`, `current_request()` and
+/// `g()` work in the task, its default done callbacks and every callback
+/// added to its future.
+///
+/// Configuration (a named executor prefixes each key with `NAME_`, the name
+/// in upper case; a key missing from the app config is read from the
+/// process environment; the app config wins):
+///
+/// | key | values | default |
+/// |---|---|---|
+/// | `EXECUTOR_TYPE` | `thread` | `thread` |
+/// | `EXECUTOR_MAX_WORKERS` | integer >= 1 | min(32, CPUs + 4) |
+/// | `EXECUTOR_FUTURES_MAX_LENGTH` | integer >= 1 | 50 |
+/// | `EXECUTOR_FUTURES_TTL` | seconds, integer >= 1 | none |
+/// | `EXECUTOR_PROPAGATE_EXCEPTIONS` | boolean | false |
+/// | `EXECUTOR_PUSH_APP_CONTEXT` | boolean | true |
+///
+/// Example:
+/// ```
+/// webexec::App app("example");
+/// webexec::Executor executor(app);
+/// auto f = executor.submit([] { return webexec::current_request().path; });
+/// executor.submit_stored("calc_power", big_pow, 323, 1235);
+/// auto fib = executor.job("fib", [](int n) { return slow_fib(n); });
+/// int direct = fib(10);               // still callable
+/// auto later = fib.submit(30);
+/// ```
+#pragma once
+
+#include <atomic>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "webexec/app.hpp"
+#include "webexec/context.hpp"
+#include "webexec/detail/export.hpp"
+#include "webexec/future.hpp"
+#include "webexec/future_collection.hpp"
+#include "webexec/map_result.hpp"
+#include "webexec/thread_pool_executor.hpp"
+
+namespace webexec {
+
+class Executor;
+
+namespace detail {
+
+/// What every task of one executor shares; lives as long as the executor.
+struct ExecutorSettings {
+  App* app = nullptr;
+  std::string name;
+  bool propagate_exceptions = false;
+  bool push_app_context = true;
+};
+
+/// Reports a task's exception to the app (EXECUTOR_PROPAGATE_EXCEPTIONS).
+WEBEXEC_API void report_task_error(const ExecutorSettings& settings, const std::string& label,
+                                   std::exception_ptr error) noexcept;
+
+/// Runs an executor's task inside its captured context; the context lives
+/// with the future's state, so callbacks can run in it too.
+class ExecutorAttachment {
+ public:
+  ExecutorAttachment(TaskContext ctx, const ExecutorSettings* settings, std::string label)
+      : ctx_(std::move(ctx)), settings_(settings), label_(std::move(label)) {}
+
+  TaskContext* context() noexcept { return &ctx_; }
+
+  template <typename F>
+  void invoke(F&& f) {
+    if (!settings_->propagate_exceptions) {
+      run_in_context(ctx_, std::forward<F>(f));
+      return;
+    }
+    try {
+      run_in_context(ctx_, std::forward<F>(f));
+    } catch (...) {
+      report_task_error(*settings_, label_, std::current_exception());
+      throw;
+    }
+  }
+
+ private:
+  TaskContext ctx_;
+  const ExecutorSettings* settings_;
+  std::string label_;
+};
+
+using DefaultCallback = std::function<void(const AnyFuture&)>;
+
+/// Runs a default done callback inside the task's own context.
+class WEBEXEC_API DefaultCallbackNode final : public CallbackNode {
+ public:
+  explicit DefaultCallbackNode(std::shared_ptr<const DefaultCallback> fn) : fn_(std::move(fn)) {}
+  void invoke(StateBase& state) noexcept override;
+
+ private:
+  std::shared_ptr<const DefaultCallback> fn_;
+};
+
+}  // namespace detail
+
+/// A function bound to an executor, as `@executor.job` makes in Python.
+/// Unlike upstream's ExecutorJob it stays directly callable.
+template <typename Fn>
+class Job {
+ public:
+  Job(Executor& executor, std::string name, Fn fn)
+      : executor_(&executor), name_(std::move(name)), fn_(std::move(fn)) {}
+
+  /// Calls the function synchronously on this thread.
+  template <typename... Args>
+  decltype(auto) operator()(Args&&... args) const {
+    return std::invoke(fn_, std::forward<Args>(args)...);
+  }
+
+  /// `executor.submit(fn, args...)`.
+  template <typename... Args>
+  [[nodiscard]] auto submit(Args&&... args) const;
+
+  /// `executor.submit_stored(key, fn, args...)`.
+  template <typename... Args>
+  auto submit_stored(std::string key, Args&&... args) const;
+
+  /// `executor.map(fn, ranges..., [timeout])`.
+  template <typename... RangesAndTimeout>
+  [[nodiscard]] auto map(RangesAndTimeout&&... args) const;
+
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  [[nodiscard]] const Fn& function() const noexcept { return fn_; }
+
+ private:
+  Executor* executor_;
+  std::string name_;
+  Fn fn_;
+};
+
+/// Flask-Executor's `Executor`. See the file comment.
+///
+/// Thread safety: every member may be called concurrently from any thread
+/// (request handlers, tasks, callbacks), except construction, init_app and
+/// the destructor.
+class WEBEXEC_API Executor {
+ public:
+  /// An executor to bind later with init_app (application-factory pattern).
+  /// Throws: `std::invalid_argument` if `name` is not `^\w*$` (ASCII).
+  explicit Executor(std::string name = "");
+
+  /// `Executor(app, name)`: validates the name and calls init_app(app).
+  Executor(App& app, std::string name = "");
+
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  /// shutdown(wait=true), then unregisters from the app's extensions.
+  ~Executor();
+
+  /// Reads the configuration, starts the engine and registers this executor
+  /// in `app`'s extensions as name + "executor". Every key is validated
+  /// before anything starts.
+  /// Throws: `std::invalid_argument`/`std::out_of_range` naming a bad key
+  /// and value; `InvalidStateError` if already initialised (init_app is not
+  /// idempotent: call it once).
+  void init_app(App& app);
+
+  /// Schedules `fn(args...)` in a copy of the current context.
+  /// Throws: `InvalidStateError` before init_app; as ThreadPoolExecutor::submit.
+  template <typename Fn, typename... Args>
+  [[nodiscard]] auto submit(Fn&& fn, Args&&... args) {
+    return submit_labelled({}, nullptr, std::forward<Fn>(fn), std::forward<Args>(args)...);
+  }
+
+  /// Like Python's `map`, with one context copy per item (upstream shares
+  /// one, #53). Default done callbacks apply to every item.
+  template <typename Fn, typename... RangesAndTimeout>
+  [[nodiscard]] auto map(Fn&& fn, RangesAndTimeout&&... args) {
+    auto submit_one = [&](auto&&... item) {
+      return submit(fn, std::forward<decltype(item)>(item)...);
+    };
+    return detail::map_args(submit_one, std::forward<RangesAndTimeout>(args)...);
+  }
+
+  /// submit(), and stores the future in futures() under `key`. The key is
+  /// checked, and room made, before anything is scheduled.
+  /// Throws: `std::invalid_argument` for a duplicate key and
+  /// `CapacityError` when the collection is full of unfinished futures; in
+  /// both cases the task never runs.
+  template <typename Fn, typename... Args>
+  auto submit_stored(std::string key, Fn&& fn, Args&&... args) {
+    using R = detail::task_result_t<Fn, Args...>;
+    Future<R> out;
+    const std::string label = key;
+    futures_.add_checked(std::move(key), [&] {
+      auto progress = std::make_shared<detail::ProgressSlot>();
+      out = submit_labelled(label, progress, std::forward<Fn>(fn), std::forward<Args>(args)...);
+      return FutureCollection::Stored{AnyFuture(out), renderer_for<R>(), std::move(progress)};
+    });
+    return out;
+  }
+
+  /// Wraps `fn` as a Job named `name` (used in error reports).
+  template <typename Fn>
+  [[nodiscard]] Job<std::decay_t<Fn>> job(std::string name, Fn&& fn) {
+    return Job<std::decay_t<Fn>>(*this, std::move(name), std::forward<Fn>(fn));
+  }
+  template <typename Fn>
+  [[nodiscard]] Job<std::decay_t<Fn>> job(Fn&& fn) {
+    return job(std::string(), std::forward<Fn>(fn));
+  }
+
+  /// Adds `fn(future)` to every future this executor creates from now on
+  /// (map items included). It runs inside the task's context, on the
+  /// thread that completes the future.
+  void add_default_done_callback(std::function<void(const AnyFuture&)> fn);
+
+  /// Shuts the engine down; see ThreadPoolExecutor::shutdown.
+  void shutdown(bool wait = true, bool cancel_futures = false);
+
+  /// The stored futures.
+  [[nodiscard]] FutureCollection& futures() noexcept { return futures_; }
+
+  [[nodiscard]] const std::string& name() const noexcept { return settings_.name; }
+  /// The app, or null before init_app.
+  [[nodiscard]] App* app() const noexcept { return settings_.app; }
+  /// The prefixed config key, e.g. "CUSTOM_EXECUTOR_TYPE" for "EXECUTOR_TYPE".
+  [[nodiscard]] std::string config_key(std::string_view key) const;
+  /// Worker count of the engine. Throws before init_app.
+  [[nodiscard]] int max_workers() const;
+
+ private:
+  template <typename Fn>
+  friend class Job;
+
+  template <typename Fn, typename... Args>
+  auto submit_labelled(std::string label, std::shared_ptr<detail::ProgressSlot> progress, Fn&& fn,
+                       Args&&... args) {
+    ThreadPoolExecutor& pool = engine();
+    detail::TaskContext ctx =
+        detail::capture_context(settings_.app, settings_.push_app_context, kNoAppReason);
+    ctx.progress = std::move(progress);
+    return pool.submit_attached(
+        detail::ExecutorAttachment(std::move(ctx), &settings_, std::move(label)),
+        [this](detail::StateBase& task) { attach_default_callbacks(task); }, std::forward<Fn>(fn),
+        std::forward<Args>(args)...);
+  }
+
+  ThreadPoolExecutor& engine();
+  void attach_default_callbacks(detail::StateBase& task);
+
+  static constexpr const char* kNoAppReason =
+      "no app context: EXECUTOR_PUSH_APP_CONTEXT is false for this executor, so its tasks run "
+      "without the app context (current_app() and g() are unavailable)";
+
+  detail::ExecutorSettings settings_;
+  FutureCollection futures_;
+  std::unique_ptr<ThreadPoolExecutor> pool_;
+  mutable std::mutex callbacks_mutex_;
+  std::shared_ptr<const std::vector<std::shared_ptr<const detail::DefaultCallback>>>
+      default_callbacks_;  // guarded by callbacks_mutex_
+  std::atomic<bool> has_default_callbacks_{false};
+};
+
+template <typename Fn>
+template <typename... Args>
+auto Job<Fn>::submit(Args&&... args) const {
+  return executor_->submit_labelled(name_, nullptr, fn_, std::forward<Args>(args)...);
+}
+
+template <typename Fn>
+template <typename... Args>
+auto Job<Fn>::submit_stored(std::string key, Args&&... args) const {
+  return executor_->submit_stored(std::move(key), fn_, std::forward<Args>(args)...);
+}
+
+template <typename Fn>
+template <typename... RangesAndTimeout>
+auto Job<Fn>::map(RangesAndTimeout&&... args) const {
+  auto submit_one = [this](auto&&... item) {
+    return executor_->submit_labelled(name_, nullptr, fn_, std::forward<decltype(item)>(item)...);
+  };
+  return detail::map_args(submit_one, std::forward<RangesAndTimeout>(args)...);
+}
+
+}  // namespace webexec

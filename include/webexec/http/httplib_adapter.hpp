@@ -1,0 +1,354 @@
+/// webexec for cpp-httplib (Debian's libcpp-httplib-dev 0.11.4), header-only.
+///
+/// `install(server, app)` makes every handler run inside a request scope, so
+/// that `Executor::submit` captures the request: `current_request()` and
+/// `g()` then work inside tasks. It owns httplib's single pre- and
+/// post-routing slots and chains the hooks you pass in (0.11.4 has no way to
+/// read hooks already installed). For apps that keep their own hooks,
+/// `wrap(app, handler)` does the same for one route.
+///
+/// The request is never copied: `httplib::Request::matches` points into the
+/// live request and would dangle. The scope keeps a pointer to the live
+/// request and builds a `RequestContext` snapshot lazily, at the first
+/// submit of the request (the body and match groups do not exist yet when
+/// pre-routing runs); all tasks of the request share it. The peer address
+/// comes from the socket fields, never from the spoofable synthetic
+/// `REMOTE_ADDR` header, and the synthetic headers are dropped.
+///
+/// Link through the `webexec::httplib` target, which takes httplib's
+/// compile definitions from pkg-config: without them `httplib::Request`
+/// has another layout and handlers crash.
+///
+/// Example:
+/// ```
+/// webexec::App app("service");
+/// webexec::Executor executor(app);
+/// httplib::Server server;
+/// server.set_tcp_nodelay(true);   // Debian's default leaves Nagle on: ~40 ms per response
+/// webexec::http::install(server, app);
+/// server.Post("/reports", [&](const httplib::Request&, httplib::Response& res) {
+///   auto key = webexec::http::new_job_key();
+///   executor.submit_stored(key, build_report);   // sees current_request(), g()
+///   webexec::http::accepted(res, key, "/jobs");  // 202 + Location: /jobs/<key>
+/// });
+/// webexec::http::mount_status_routes(server, executor, "/jobs");  // GET and DELETE
+/// ```
+#pragma once
+
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "webexec/app.hpp"
+#include "webexec/context.hpp"
+#include "webexec/detail/demangle.hpp"
+#include "webexec/executor.hpp"
+
+namespace webexec::http {
+
+/// Options of `install` and `wrap`.
+struct HttplibOptions {
+  /// A client-supplied request id is taken from this header (sanitized);
+  /// otherwise one is generated.
+  std::string request_id_header = "X-Request-Id";
+  /// Echo the request id in the response (if the handler did not set it).
+  bool echo_request_id = true;
+};
+
+namespace detail {
+
+inline bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/// Headers httplib 0.11.4 adds itself; a client can send them too.
+inline bool is_synthetic_header(std::string_view name) {
+  return iequals(name, "REMOTE_ADDR") || iequals(name, "REMOTE_PORT") ||
+         iequals(name, "LOCAL_ADDR") || iequals(name, "LOCAL_PORT");
+}
+
+/// Keeps [A-Za-z0-9._:-], at most 128 characters; empty if anything else.
+inline std::string sanitize_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) return {};
+  for (const char c : id) {
+    const auto u = static_cast<unsigned char>(c);
+    if (std::isalnum(u) == 0 && c != '-' && c != '_' && c != '.' && c != ':') return {};
+  }
+  return std::string(id);
+}
+
+inline std::string random_hex(int digits) {
+  thread_local std::mt19937_64 rng{
+      std::random_device{}() ^
+      static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count())};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(static_cast<std::size_t>(digits));
+  std::uint64_t bits = 0;
+  for (int i = 0; i < digits; ++i) {
+    if (i % 16 == 0) bits = rng();
+    out.push_back(kHex[bits & 15U]);
+    bits >>= 4U;
+  }
+  return out;
+}
+
+inline int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/// application/x-www-form-urlencoded decoding: '+' is a space, %XX a byte.
+inline std::string url_decode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out.push_back(' ');
+    } else if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 &&
+               hex_value(s[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+inline std::string url_encode(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (std::isalnum(u) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(c);
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[u >> 4U]);
+      out.push_back(kHex[u & 15U]);
+    }
+  }
+  return out;
+}
+
+inline RequestContext::Params parse_urlencoded(std::string_view text) {
+  RequestContext::Params out;
+  while (!text.empty()) {
+    const std::size_t amp = text.find('&');
+    const std::string_view pair = text.substr(0, amp);
+    if (!pair.empty()) {
+      const std::size_t eq = pair.find('=');
+      out.emplace_back(url_decode(pair.substr(0, eq)), eq == std::string_view::npos
+                                                           ? std::string()
+                                                           : url_decode(pair.substr(eq + 1)));
+    }
+    if (amp == std::string_view::npos) break;
+    text.remove_prefix(amp + 1);
+  }
+  return out;
+}
+
+/// The request id for `req`: its sanitized header, or a fresh one.
+inline std::string request_id_for(const httplib::Request& req, const HttplibOptions& options) {
+  std::string id = sanitize_request_id(req.get_header_value(options.request_id_header.c_str()));
+  return id.empty() ? random_hex(16) : id;
+}
+
+}  // namespace detail
+
+/// A fresh random key for a stored job (32 hex digits).
+inline std::string new_job_key() { return detail::random_hex(32); }
+
+/// Builds the value snapshot of `req` (owning every byte). Safe to call
+/// from a handler; never keeps a reference to `req`.
+inline RequestContext snapshot(const httplib::Request& req, std::string request_id) {
+  RequestContext ctx;
+  ctx.method = req.method;
+  ctx.path = req.path;
+  if (const std::size_t q = req.target.find('?'); q != std::string::npos) {
+    ctx.query = detail::parse_urlencoded(std::string_view(req.target).substr(q + 1));
+  }
+  const std::string content_type = req.get_header_value("Content-Type");
+  if (content_type.rfind("application/x-www-form-urlencoded", 0) == 0) {
+    ctx.form = detail::parse_urlencoded(req.body);
+  }
+  for (const auto& [name, value] : req.headers) {
+    if (!detail::is_synthetic_header(name)) ctx.headers.emplace_back(name, value);
+  }
+  ctx.body = req.body;
+  for (const auto& group : req.matches) ctx.path_groups.push_back(group.str());
+  ctx.remote_addr = req.remote_addr;
+  ctx.remote_port = req.remote_port;
+  ctx.request_id = std::move(request_id);
+  return ctx;
+}
+
+/// The request scope of one httplib request: a pointer to the live request,
+/// its request id and its g. The snapshot is taken at the first submit.
+class HttplibRequestScope final : public webexec::detail::RequestScope {
+ public:
+  HttplibRequestScope(App* app, const httplib::Request* req, std::string request_id)
+      : RequestScope(app), req_(req), request_id_(std::move(request_id)) {}
+
+  [[nodiscard]] const std::string& request_id() const noexcept { return request_id_; }
+
+ private:
+  [[nodiscard]] std::shared_ptr<const RequestContext> build_snapshot() const override {
+    return std::make_shared<const RequestContext>(http::snapshot(*req_, request_id_));
+  }
+
+  const httplib::Request* req_;
+  std::string request_id_;
+};
+
+namespace detail {
+
+/// The scope `install` keeps per server thread, between pre- and post-routing.
+struct InstalledScope {
+  std::optional<HttplibRequestScope> scope;
+  webexec::detail::RequestScope* previous = nullptr;
+
+  void begin(App* app, const httplib::Request& req, std::string id) {
+    end();  // never trust a stale scope
+    scope.emplace(app, &req, std::move(id));
+    previous = std::exchange(webexec::detail::ambient().request, &*scope);
+  }
+  void end() noexcept {
+    if (!scope) return;
+    webexec::detail::ambient().request = previous;
+    scope.reset();
+  }
+};
+
+inline InstalledScope& installed_scope() {
+  thread_local InstalledScope slot;
+  return slot;
+}
+
+inline void echo_request_id(httplib::Response& res, const HttplibOptions& options,
+                            const std::string& id) {
+  if (options.echo_request_id && !res.has_header(options.request_id_header.c_str())) {
+    res.set_header(options.request_id_header.c_str(), id);
+  }
+}
+
+}  // namespace detail
+
+/// Installs webexec on `server` for `app`: every request is handled inside
+/// a request scope, set in pre-routing and cleared in post-routing.
+/// `user_pre` and `user_post` are chained (pre runs after the scope is set,
+/// post before it is cleared). A throwing `user_post` is reported to the
+/// app's error handler instead of terminating the process, as httplib
+/// would. Call once per server, before `listen`.
+inline void install(httplib::Server& server, App& app,
+                    httplib::Server::HandlerWithResponse user_pre = nullptr,
+                    httplib::Server::Handler user_post = nullptr, HttplibOptions options = {}) {
+  server.set_pre_routing_handler([&app, user_pre = std::move(user_pre), options](
+                                     const httplib::Request& req, httplib::Response& res) {
+    detail::installed_scope().begin(&app, req, detail::request_id_for(req, options));
+    return user_pre ? user_pre(req, res) : httplib::Server::HandlerResponse::Unhandled;
+  });
+  server.set_post_routing_handler([&app, user_post = std::move(user_post), options](
+                                      const httplib::Request& req, httplib::Response& res) {
+    auto& slot = detail::installed_scope();
+    try {
+      if (slot.scope) detail::echo_request_id(res, options, slot.scope->request_id());
+      if (user_post) user_post(req, res);
+    } catch (...) {
+      app.report_error({.origin = "post-routing hook",
+                        .executor = {},
+                        .key = {},
+                        .message = webexec::detail::what(std::current_exception()),
+                        .exception = std::current_exception()});
+    }
+    slot.end();  // also fine when pre-routing never ran (e.g. a 400)
+  });
+}
+
+/// Wraps one route's handler in a request scope, for apps that keep their
+/// own pre/post-routing hooks.
+inline httplib::Server::Handler wrap(App& app, httplib::Server::Handler handler,
+                                     HttplibOptions options = {}) {
+  return [&app, handler = std::move(handler), options](const httplib::Request& req,
+                                                       httplib::Response& res) {
+    HttplibRequestScope scope(&app, &req, detail::request_id_for(req, options));
+    const webexec::detail::ScopedRequest current(&scope);
+    handler(req, res);
+    detail::echo_request_id(res, options, scope.request_id());
+  };
+}
+
+/// Answers 202 Accepted for a stored job: `Location: <prefix>/<key>`,
+/// `Retry-After: 1`, body `{"key": ..., "status_url": ...}`.
+inline void accepted(httplib::Response& res, std::string_view key,
+                     std::string_view prefix = "/jobs") {
+  const std::string url = std::string(prefix) + "/" + detail::url_encode(key);
+  res.status = 202;
+  res.set_header("Location", url);
+  res.set_header("Retry-After", "1");
+  res.set_content(nlohmann::json{{"key", key}, {"status_url", url}}.dump(), "application/json");
+}
+
+/// Mounts the job-status routes for `executor.futures()`:
+/// - `GET <prefix>/<key>`: 200 with `FutureCollection::status` JSON (key,
+///   state, progress, result or error; `Retry-After: 1` while not done), or
+///   404 for an unknown key;
+/// - `DELETE <prefix>/<key>`: cancels the job: 200 if it is now cancelled,
+///   409 if it already runs or finished, 404 if unknown.
+inline void mount_status_routes(httplib::Server& server, Executor& executor,
+                                std::string prefix = "/jobs") {
+  const std::string pattern = prefix + "/([^/]+)";
+  server.Get(pattern, [&executor](const httplib::Request& req, httplib::Response& res) {
+    const std::string key = req.matches[1].str();
+    auto status = executor.futures().status(key);
+    if (!status) {
+      res.status = 404;
+      res.set_content(nlohmann::json{{"key", key}, {"error", "unknown job"}}.dump(),
+                      "application/json");
+      return;
+    }
+    const std::string state = (*status)["state"];
+    if (state == "PENDING" || state == "RUNNING") res.set_header("Retry-After", "1");
+    res.status = 200;
+    res.set_content(status->dump(), "application/json");
+  });
+  server.Delete(pattern, [&executor](const httplib::Request& req, httplib::Response& res) {
+    const std::string key = req.matches[1].str();
+    auto cancelled = executor.futures().cancel(key);
+    if (!cancelled) {
+      res.status = 404;
+      res.set_content(nlohmann::json{{"key", key}, {"error", "unknown job"}}.dump(),
+                      "application/json");
+      return;
+    }
+    const auto state = executor.futures().state(key);
+    res.status = *cancelled ? 200 : 409;
+    res.set_content(nlohmann::json{{"key", key},
+                                   {"cancelled", *cancelled},
+                                   {"state", state ? to_string(*state) : "UNKNOWN"}}
+                        .dump(),
+                    "application/json");
+  });
+}
+
+}  // namespace webexec::http

@@ -1,0 +1,112 @@
+#include "webexec/app.hpp"
+
+#include <cstdio>
+#include <utility>
+
+#include "webexec/detail/demangle.hpp"
+
+namespace webexec {
+
+std::string describe(const ErrorReport& report) {
+  std::string out = report.origin.empty() ? "task" : report.origin;
+  if (!report.key.empty()) out += " '" + report.key + "'";
+  out += " of executor '" + report.executor + "' failed: ";
+  out += report.message;
+  return out;
+}
+
+App::App(std::string name) : name_(std::move(name)) {}
+
+App::~App() = default;
+
+void App::set_extension_erased(std::string name, std::shared_ptr<void> object,
+                               const std::type_info& type) {
+  const std::lock_guard lock(mutex_);
+  extensions_.insert_or_assign(std::move(name), Extension{std::move(object), type});
+}
+
+std::shared_ptr<void> App::extension_erased(std::string_view name,
+                                            const std::type_info& type) const {
+  const std::lock_guard lock(mutex_);
+  const auto it = extensions_.find(name);
+  if (it == extensions_.end()) return nullptr;
+  if (it->second.type != type) {
+    throw std::invalid_argument("extension '" + std::string(name) + "' of app '" + name_ +
+                                "' is a " + detail::demangle(it->second.type.name()) + ", not a " +
+                                detail::demangle(type.name()));
+  }
+  return it->second.object;
+}
+
+bool App::has_extension(std::string_view name) const {
+  const std::lock_guard lock(mutex_);
+  return extensions_.find(name) != extensions_.end();
+}
+
+bool App::remove_extension(std::string_view name) {
+  const std::lock_guard lock(mutex_);
+  const auto it = extensions_.find(name);
+  if (it == extensions_.end()) return false;
+  extensions_.erase(it);
+  return true;
+}
+
+std::vector<std::string> App::extension_names() const {
+  const std::lock_guard lock(mutex_);
+  std::vector<std::string> out;
+  for (const auto& [name, ext] : extensions_) out.push_back(name);
+  return out;
+}
+
+void App::teardown_appcontext(TeardownHook hook) {
+  const std::lock_guard lock(mutex_);
+  auto hooks = teardown_ ? std::make_shared<std::vector<TeardownHook>>(*teardown_)
+                         : std::make_shared<std::vector<TeardownHook>>();
+  hooks->push_back(std::move(hook));
+  teardown_ = std::move(hooks);
+  has_teardown_.store(true, std::memory_order_release);
+}
+
+void App::do_teardown_appcontext(std::exception_ptr error) const noexcept {
+  if (!has_teardown_.load(std::memory_order_acquire)) return;
+  std::shared_ptr<const std::vector<TeardownHook>> hooks;
+  {
+    const std::lock_guard lock(mutex_);
+    hooks = teardown_;
+  }
+  for (const auto& hook : *hooks) {
+    try {
+      hook(error);
+    } catch (...) {
+      report_error({.origin = "teardown hook",
+                    .executor = {},
+                    .key = {},
+                    .message = detail::what(std::current_exception()),
+                    .exception = std::current_exception()});
+    }
+  }
+}
+
+void App::set_error_handler(ErrorHandler handler) {
+  auto shared = handler ? std::make_shared<const ErrorHandler>(std::move(handler)) : nullptr;
+  const std::lock_guard lock(mutex_);
+  error_handler_ = std::move(shared);
+}
+
+void App::report_error(const ErrorReport& report) const noexcept {
+  try {
+    std::shared_ptr<const ErrorHandler> handler;
+    {
+      const std::lock_guard lock(mutex_);
+      handler = error_handler_;
+    }
+    if (handler) {
+      (*handler)(report);
+    } else {
+      std::fprintf(stderr, "webexec: app '%s': %s\n", name_.c_str(), describe(report).c_str());
+    }
+  } catch (...) {  // NOLINT(bugprone-empty-catch): reporting must never throw
+  }
+}
+
+}  // namespace webexec

@@ -1,0 +1,304 @@
+#include "webexec/context.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <stdexcept>
+#include <string>
+
+#include "webexec/app.hpp"
+#include "webexec/detail/demangle.hpp"
+#include "webexec/detail/future_state.hpp"
+#include "webexec/detail/spin.hpp"
+#include "webexec/errors.hpp"
+
+namespace webexec {
+
+// ---------------------------------------------------------------- G
+
+struct G::Data {
+  std::atomic<long> refs{1};
+  Map map;
+};
+
+G::G(const G& other) noexcept : data_(other.data_) {
+  if (data_ != nullptr) data_->refs.fetch_add(1, std::memory_order_relaxed);
+}
+
+G& G::operator=(const G& other) noexcept {
+  G copy(other);
+  std::swap(data_, copy.data_);
+  return *this;
+}
+
+G& G::operator=(G&& other) noexcept {
+  G moved(std::move(other));
+  std::swap(data_, moved.data_);
+  return *this;
+}
+
+G::~G() {
+  if (data_ != nullptr && data_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete data_;
+}
+
+G::Map& G::mutable_map() {
+  if (data_ == nullptr) {
+    data_ = new Data();
+  } else if (data_->refs.load(std::memory_order_acquire) != 1) {
+    // Shared with another copy: detach before writing.
+    auto* mine = new Data();
+    mine->map = data_->map;
+    G old;
+    old.data_ = std::exchange(data_, mine);
+  }
+  return data_->map;
+}
+
+const std::any* G::find(std::string_view key) const {
+  if (data_ == nullptr) return nullptr;
+  const auto it = data_->map.find(key);
+  return it == data_->map.end() ? nullptr : &it->second;
+}
+
+const std::any& G::at(std::string_view key) const {
+  if (const std::any* v = find(key)) return *v;
+  throw std::out_of_range("g has no key '" + std::string(key) + "'");
+}
+
+bool G::erase(std::string_view key) {
+  if (find(key) == nullptr) return false;
+  Map& map = mutable_map();
+  map.erase(map.find(key));
+  return true;
+}
+
+std::size_t G::size() const noexcept { return data_ == nullptr ? 0 : data_->map.size(); }
+
+std::vector<std::string> G::keys() const {
+  std::vector<std::string> out;
+  if (data_ != nullptr) {
+    for (const auto& [key, value] : data_->map) out.push_back(key);
+  }
+  return out;
+}
+
+void G::throw_bad_type(std::string_view key, const std::type_info& stored,
+                       const std::type_info& wanted) {
+  throw std::invalid_argument("g['" + std::string(key) + "'] holds a " +
+                              detail::demangle(stored.name()) + ", not a " +
+                              detail::demangle(wanted.name()));
+}
+
+// ---------------------------------------------------------------- RequestContext
+
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](unsigned char x, unsigned char y) {
+           return std::tolower(x) == std::tolower(y);
+         });
+}
+
+std::optional<std::string> first(const RequestContext::Params& params, std::string_view name,
+                                 bool ignore_case) {
+  for (const auto& [k, v] : params) {
+    if (ignore_case ? iequals(k, name) : k == name) return v;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> RequestContext::header(std::string_view name) const {
+  return first(headers, name, true);
+}
+std::optional<std::string> RequestContext::query_param(std::string_view name) const {
+  return first(query, name, false);
+}
+std::optional<std::string> RequestContext::form_param(std::string_view name) const {
+  return first(form, name, false);
+}
+
+// ---------------------------------------------------------------- ambient context
+
+namespace detail {
+
+Ambient& ambient() noexcept {
+  thread_local Ambient current;
+  return current;
+}
+
+RequestScope::~RequestScope() = default;
+
+const std::shared_ptr<const RequestContext>& RequestScope::snapshot() {
+  if (!snapshot_) snapshot_ = build_snapshot();
+  return snapshot_;
+}
+
+ScopedRequest::ScopedRequest(RequestScope* scope) noexcept
+    : previous_(std::exchange(ambient().request, scope)) {}
+
+ScopedRequest::~ScopedRequest() { ambient().request = previous_; }
+
+TaskContext capture_context(App* app, bool push_app, const char* no_app_reason) {
+  TaskContext ctx;
+  const Ambient& a = ambient();
+  if (a.task != nullptr) {
+    ctx.request = a.task->request;
+    if (push_app) ctx.g = a.task->g;
+  } else if (a.request != nullptr) {
+    ctx.request = a.request->snapshot();
+    if (push_app) ctx.g = a.request->g();
+  }
+  if (push_app) {
+    ctx.app = app;
+  } else {
+    ctx.no_app_reason = no_app_reason;
+  }
+  return ctx;
+}
+
+void run_teardown(TaskContext& ctx, std::exception_ptr error) noexcept {
+  if (ctx.app != nullptr) ctx.app->do_teardown_appcontext(std::move(error));
+}
+
+void ProgressSlot::set(Progress progress) {
+  while (lock_.exchange(true, std::memory_order_acquire)) cpu_relax();
+  progress_ = std::move(progress);
+  has_ = true;
+  lock_.store(false, std::memory_order_release);
+}
+
+std::optional<Progress> ProgressSlot::get() const {
+  while (lock_.exchange(true, std::memory_order_acquire)) cpu_relax();
+  std::optional<Progress> out;
+  if (has_) out = progress_;
+  lock_.store(false, std::memory_order_release);
+  return out;
+}
+
+namespace {
+
+/// Runs a done callback of an executor's future inside the context captured
+/// when it was registered (Flask-Executor's FutureProxy behaviour).
+class ContextCallback final : public CallbackNode {
+ public:
+  ContextCallback(TaskContext ctx, CallbackNode* inner) : ctx_(std::move(ctx)), inner_(inner) {}
+  ~ContextCallback() override { delete inner_; }
+  ContextCallback(const ContextCallback&) = delete;
+  ContextCallback& operator=(const ContextCallback&) = delete;
+
+  void invoke(StateBase& state) noexcept override {
+    try {
+      run_in_context(ctx_, [&] { inner_->invoke(state); });
+    } catch (...) {  // NOLINT(bugprone-empty-catch): inner reports its own errors
+    }
+  }
+
+ private:
+  TaskContext ctx_;
+  CallbackNode* inner_;
+};
+
+}  // namespace
+
+CallbackNode* wrap_in_context(StateBase& state, CallbackNode* node) {
+  const Ambient& a = ambient();
+  TaskContext ctx;
+  if (a.task != nullptr) {
+    ctx = *a.task;
+  } else if (a.request != nullptr) {
+    ctx.app = a.request->app();
+    ctx.request = a.request->snapshot();
+    ctx.g = a.request->g();
+  } else if (const TaskContext* own = state.task_context()) {
+    ctx = *own;  // registered outside any context: use the task's own
+  }
+  return new ContextCallback(std::move(ctx), node);
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------- free functions
+
+namespace {
+
+constexpr const char* kOutsideApp =
+    "working outside of application context: current_app() and g() work inside a task, a done "
+    "callback or a request handler";
+
+}  // namespace
+
+App& current_app() {
+  const detail::Ambient& a = detail::ambient();
+  if (a.task != nullptr) {
+    if (a.task->app != nullptr) return *a.task->app;
+    throw ContextError(a.task->no_app_reason != nullptr ? a.task->no_app_reason : kOutsideApp);
+  }
+  if (a.request != nullptr && a.request->app() != nullptr) return *a.request->app();
+  throw ContextError(kOutsideApp);
+}
+
+const RequestContext& current_request() {
+  detail::Ambient& a = detail::ambient();
+  if (a.task != nullptr) {
+    if (a.task->request) return *a.task->request;
+    throw ContextError(
+        "no request context: this task was submitted outside a request (startup code, a CLI, or "
+        "a task that had none)");
+  }
+  if (a.request != nullptr) return *a.request->snapshot();
+  throw ContextError(
+      "working outside of request context: current_request() works inside a task submitted "
+      "from a request, or inside a request handler");
+}
+
+G& g() {
+  detail::Ambient& a = detail::ambient();
+  if (a.task != nullptr) {
+    if (a.task->app == nullptr) {
+      throw ContextError(a.task->no_app_reason != nullptr ? a.task->no_app_reason : kOutsideApp);
+    }
+    return a.task->g;
+  }
+  if (a.request != nullptr) return a.request->g();
+  throw ContextError(kOutsideApp);
+}
+
+bool has_app_context() noexcept {
+  const detail::Ambient& a = detail::ambient();
+  if (a.task != nullptr) return a.task->app != nullptr;
+  return a.request != nullptr && a.request->app() != nullptr;
+}
+
+bool has_request_context() noexcept {
+  const detail::Ambient& a = detail::ambient();
+  if (a.task != nullptr) return a.task->request != nullptr;
+  return a.request != nullptr;
+}
+
+bool report_progress(double fraction, std::string message) {
+  const detail::Ambient& a = detail::ambient();
+  if (a.task == nullptr || !a.task->progress) return false;
+  a.task->progress->set(Progress{.fraction = std::clamp(fraction, 0.0, 1.0),
+                                 .done = {},
+                                 .total = {},
+                                 .message = std::move(message)});
+  return true;
+}
+
+bool report_progress(std::int64_t done, std::int64_t total, std::string message) {
+  if (total <= 0 || done < 0 || done > total) {
+    throw std::invalid_argument("report_progress(done=" + std::to_string(done) + ", total=" +
+                                std::to_string(total) + "): need 0 <= done <= total and total > 0");
+  }
+  const detail::Ambient& a = detail::ambient();
+  if (a.task == nullptr || !a.task->progress) return false;
+  a.task->progress->set(Progress{.fraction = static_cast<double>(done) / static_cast<double>(total),
+                                 .done = done,
+                                 .total = total,
+                                 .message = std::move(message)});
+  return true;
+}
+
+}  // namespace webexec
