@@ -13,6 +13,9 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include "webexec/app.hpp"
+#include "webexec/context.hpp"
+#include "webexec/executor.hpp"
 #include "webexec/thread_pool_executor.hpp"
 
 namespace {
@@ -51,6 +54,46 @@ void BM_AsioThreadPool_SubmitResult(benchmark::State& state) {
   pool.join();
 }
 
+// A request being handled: what the httplib adapter makes current.
+class BenchRequest final : public webexec::detail::RequestScope {
+ public:
+  using RequestScope::RequestScope;
+
+ private:
+  [[nodiscard]] std::shared_ptr<const webexec::RequestContext> build_snapshot() const override {
+    auto ctx = std::make_shared<webexec::RequestContext>();
+    ctx->method = "POST";
+    ctx->path = "/jobs";
+    ctx->headers = {{"Content-Type", "application/json"}, {"User-Agent", "bench"}};
+    ctx->body = R"({"n": 1})";
+    ctx->remote_addr = "127.0.0.1";
+    ctx->request_id = "bench";
+    return ctx;
+  }
+};
+
+// BM_ThreadPool_SubmitResult through an Executor, inside a request: every
+// task captures the app, the request snapshot and a copy of g.
+void BM_Executor_SubmitInRequestContext(benchmark::State& state) {
+  webexec::App app("bench");
+  app.config().set("EXECUTOR_MAX_WORKERS", state.range(0));
+  webexec::Executor executor(app);
+  BenchRequest request(&app);
+  const webexec::detail::ScopedRequest scope(&request);
+  webexec::g().set("user", std::string("alice"));
+  webexec::g().set("tenant", 42);
+  std::vector<webexec::Future<void>> futures;
+  futures.reserve(kTasks);
+  for (auto _ : state) {
+    for (std::int64_t i = 0; i < kTasks; ++i) futures.push_back(executor.submit([] {}));
+    for (auto& f : futures) f.result();
+    state.PauseTiming();
+    futures.clear();
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * kTasks);
+}
+
 // Submit one empty task, wait for it, repeat: one round trip per iteration.
 void BM_ThreadPool_PingPong(benchmark::State& state) {
   webexec::ThreadPoolExecutor pool(static_cast<int>(state.range(0)));
@@ -65,6 +108,11 @@ void BM_AsioThreadPool_PingPong(benchmark::State& state) {
 
 BENCHMARK(BM_ThreadPool_SubmitResult)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_AsioThreadPool_SubmitResult)
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Executor_SubmitInRequestContext)
     ->Arg(1)
     ->Arg(2)
     ->UseRealTime()

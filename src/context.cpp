@@ -140,26 +140,63 @@ ScopedRequest::ScopedRequest(RequestScope* scope) noexcept
 
 ScopedRequest::~ScopedRequest() { ambient().request = previous_; }
 
-TaskContext capture_context(App* app, bool push_app, const char* no_app_reason) {
-  TaskContext ctx;
-  const Ambient& a = ambient();
-  if (a.task != nullptr) {
-    ctx.request = a.task->request;
-    if (push_app) ctx.g = a.task->g;
-  } else if (a.request != nullptr) {
-    ctx.request = a.request->snapshot();
-    if (push_app) ctx.g = a.request->g();
+ContextRef make_block(App* app, const char* no_app_reason,
+                      std::shared_ptr<const RequestContext> request, G g,
+                      const ExecutorSettings* executor) {
+  auto* block = new ContextBlock();
+  block->app = app;
+  block->no_app_reason = app == nullptr ? no_app_reason : nullptr;
+  block->request = std::move(request);
+  block->g = std::move(g);
+  block->executor = executor;
+  return ContextRef(block);
+}
+
+TaskContext::TaskContext(const TaskContext& other) : block_(other.block_) {
+  if (other.extra_) extra_ = std::make_unique<TaskExtra>(*other.extra_);
+}
+
+TaskContext& TaskContext::operator=(const TaskContext& other) {
+  if (this != &other) {
+    TaskContext copy(other);
+    *this = std::move(copy);
   }
-  if (push_app) {
-    ctx.app = app;
-  } else {
-    ctx.no_app_reason = no_app_reason;
+  return *this;
+}
+
+TaskExtra& TaskContext::extra() {
+  if (!extra_) extra_ = std::make_unique<TaskExtra>();
+  return *extra_;
+}
+
+G& TaskContext::g() {
+  TaskExtra& e = extra();
+  if (!e.own_g) {
+    if (block_) e.g = block_->g;
+    e.own_g = true;
   }
-  return ctx;
+  return e.g;
+}
+
+const G& TaskContext::current_g() const noexcept {
+  static const G empty;
+  if (extra_ && extra_->own_g) return extra_->g;
+  return block_ ? block_->g : empty;
+}
+
+const std::string& TaskContext::label() const noexcept {
+  static const std::string none;
+  return extra_ ? extra_->label : none;
+}
+
+void TaskContext::set_job(std::string label, std::shared_ptr<ProgressSlot> progress) {
+  TaskExtra& e = extra();
+  e.label = std::move(label);
+  e.progress = std::move(progress);
 }
 
 void run_teardown(TaskContext& ctx, std::exception_ptr error) noexcept {
-  if (ctx.app != nullptr) ctx.app->do_teardown_appcontext(std::move(error));
+  if (App* app = ctx.app()) app->do_teardown_appcontext(std::move(error));
 }
 
 void ProgressSlot::set(Progress progress) {
@@ -208,9 +245,8 @@ CallbackNode* wrap_in_context(StateBase& state, CallbackNode* node) {
   if (a.task != nullptr) {
     ctx = *a.task;
   } else if (a.request != nullptr) {
-    ctx.app = a.request->app();
-    ctx.request = a.request->snapshot();
-    ctx.g = a.request->g();
+    ctx = TaskContext(
+        make_block(a.request->app(), nullptr, a.request->snapshot(), a.request->g(), nullptr));
   } else if (const TaskContext* own = state.task_context()) {
     ctx = *own;  // registered outside any context: use the task's own
   }
@@ -232,8 +268,9 @@ constexpr const char* kOutsideApp =
 App& current_app() {
   const detail::Ambient& a = detail::ambient();
   if (a.task != nullptr) {
-    if (a.task->app != nullptr) return *a.task->app;
-    throw ContextError(a.task->no_app_reason != nullptr ? a.task->no_app_reason : kOutsideApp);
+    if (App* app = a.task->app()) return *app;
+    const char* reason = a.task->no_app_reason();
+    throw ContextError(reason != nullptr ? reason : kOutsideApp);
   }
   if (a.request != nullptr && a.request->app() != nullptr) return *a.request->app();
   throw ContextError(kOutsideApp);
@@ -242,7 +279,7 @@ App& current_app() {
 const RequestContext& current_request() {
   detail::Ambient& a = detail::ambient();
   if (a.task != nullptr) {
-    if (a.task->request) return *a.task->request;
+    if (const RequestContext* request = a.task->request()) return *request;
     throw ContextError(
         "no request context: this task was submitted outside a request (startup code, a CLI, or "
         "a task that had none)");
@@ -256,10 +293,11 @@ const RequestContext& current_request() {
 G& g() {
   detail::Ambient& a = detail::ambient();
   if (a.task != nullptr) {
-    if (a.task->app == nullptr) {
-      throw ContextError(a.task->no_app_reason != nullptr ? a.task->no_app_reason : kOutsideApp);
+    if (a.task->app() == nullptr) {
+      const char* reason = a.task->no_app_reason();
+      throw ContextError(reason != nullptr ? reason : kOutsideApp);
     }
-    return a.task->g;
+    return a.task->g();
   }
   if (a.request != nullptr) return a.request->g();
   throw ContextError(kOutsideApp);
@@ -267,23 +305,23 @@ G& g() {
 
 bool has_app_context() noexcept {
   const detail::Ambient& a = detail::ambient();
-  if (a.task != nullptr) return a.task->app != nullptr;
+  if (a.task != nullptr) return a.task->app() != nullptr;
   return a.request != nullptr && a.request->app() != nullptr;
 }
 
 bool has_request_context() noexcept {
   const detail::Ambient& a = detail::ambient();
-  if (a.task != nullptr) return a.task->request != nullptr;
+  if (a.task != nullptr) return a.task->request() != nullptr;
   return a.request != nullptr;
 }
 
 bool report_progress(double fraction, std::string message) {
   const detail::Ambient& a = detail::ambient();
-  if (a.task == nullptr || !a.task->progress) return false;
-  a.task->progress->set(Progress{.fraction = std::clamp(fraction, 0.0, 1.0),
-                                 .done = {},
-                                 .total = {},
-                                 .message = std::move(message)});
+  if (a.task == nullptr || a.task->progress() == nullptr) return false;
+  a.task->progress()->set(Progress{.fraction = std::clamp(fraction, 0.0, 1.0),
+                                   .done = {},
+                                   .total = {},
+                                   .message = std::move(message)});
   return true;
 }
 
@@ -293,11 +331,12 @@ bool report_progress(std::int64_t done, std::int64_t total, std::string message)
                                 std::to_string(total) + "): need 0 <= done <= total and total > 0");
   }
   const detail::Ambient& a = detail::ambient();
-  if (a.task == nullptr || !a.task->progress) return false;
-  a.task->progress->set(Progress{.fraction = static_cast<double>(done) / static_cast<double>(total),
-                                 .done = done,
-                                 .total = total,
-                                 .message = std::move(message)});
+  if (a.task == nullptr || a.task->progress() == nullptr) return false;
+  a.task->progress()->set(
+      Progress{.fraction = static_cast<double>(done) / static_cast<double>(total),
+               .done = done,
+               .total = total,
+               .message = std::move(message)});
   return true;
 }
 

@@ -10,6 +10,14 @@
 #include "webexec/errors.hpp"
 
 namespace webexec {
+namespace {
+
+constexpr const char* kNoAppReason =
+    "no app context: EXECUTOR_PUSH_APP_CONTEXT is false for this executor, so its tasks run "
+    "without the app context (current_app() and g() are unavailable)";
+
+}  // namespace
+
 namespace detail {
 
 void report_task_error(const ExecutorSettings& settings, const std::string& label,
@@ -23,6 +31,33 @@ void report_task_error(const ExecutorSettings& settings, const std::string& labe
                                 .exception = error});
   } catch (...) {  // NOLINT(bugprone-empty-catch): reporting never throws into the task
   }
+}
+
+TaskContext capture_context(const ExecutorSettings& settings) {
+  Ambient& a = ambient();
+  App* app = settings.push_app_context ? settings.app : nullptr;
+  if (a.task != nullptr) {
+    // Nested submit: the parent's block as is, unless it belongs to another
+    // executor or the parent has its own (possibly changed) g.
+    const TaskContext& parent = *a.task;
+    if (parent.block() && parent.block()->executor == &settings && !parent.has_own_g()) {
+      return TaskContext(parent.block());
+    }
+    const G g = settings.push_app_context ? parent.current_g() : G();
+    return TaskContext(make_block(
+        app, kNoAppReason, parent.block() ? parent.block()->request : nullptr, g, &settings));
+  }
+  if (a.request != nullptr) {
+    ContextRef& cached = a.request->cached_block();
+    const G& g = a.request->g();
+    if (!cached || cached->executor != &settings ||
+        (settings.push_app_context && !cached->g.shares_storage_with(g))) {
+      cached = make_block(app, kNoAppReason, a.request->snapshot(),
+                          settings.push_app_context ? g : G(), &settings);
+    }
+    return TaskContext(cached);
+  }
+  return TaskContext(settings.default_block);
 }
 
 void DefaultCallbackNode::invoke(StateBase& state) noexcept {
@@ -136,6 +171,8 @@ void Executor::init_app(App& app) {
   settings_.propagate_exceptions = propagate;
   settings_.push_app_context = push_app;
   settings_.app = &app;
+  settings_.default_block =
+      detail::make_block(push_app ? &app : nullptr, kNoAppReason, nullptr, G(), &settings_);
   // Non-owning: the executor unregisters itself when destroyed.
   app.set_extension(settings_.name + "executor",
                     std::shared_ptr<Executor>(std::shared_ptr<void>(), this));

@@ -90,6 +90,11 @@ class WEBEXEC_API G {
   }
 
   [[nodiscard]] bool contains(std::string_view key) const { return find(key) != nullptr; }
+
+  /// True if both are unmodified copies of the same g (they share storage).
+  [[nodiscard]] bool shares_storage_with(const G& other) const noexcept {
+    return data_ == other.data_;
+  }
   bool erase(std::string_view key);
   [[nodiscard]] std::size_t size() const noexcept;
   [[nodiscard]] std::vector<std::string> keys() const;
@@ -182,14 +187,99 @@ class WEBEXEC_API ProgressSlot {
   Progress progress_;
 };
 
-/// What a task carries: the captured app, request and g, plus labels for
-/// error reports.
-struct TaskContext {
-  App* app = nullptr;                             ///< null when running without the app context
+struct ExecutorSettings;
+
+/// The part of a task's context that many tasks share: app, request
+/// snapshot, and g as it was at submit. Immutable once built; an executor
+/// reuses one block for every task submitted with the same context (the
+/// same request with an unchanged g, or no request at all), so a submit
+/// costs one reference-count increment, not a copy.
+struct WEBEXEC_API ContextBlock {
+  // Submitting threads write the count while workers read the fields
+  // below: separate cache lines, or every submit steals the workers' copy.
+  alignas(64) std::atomic<long> refs{1};
+  alignas(64) App* app = nullptr;                 ///< null when running without the app context
   const char* no_app_reason = nullptr;            ///< why app is null
   std::shared_ptr<const RequestContext> request;  ///< null outside a request
+  G g;                                            ///< g at submit
+  const ExecutorSettings* executor = nullptr;     ///< who built it (reuse key)
+};
+
+/// An owning, intrusive reference to a ContextBlock.
+class WEBEXEC_API ContextRef {
+ public:
+  ContextRef() noexcept = default;
+  explicit ContextRef(ContextBlock* adopted) noexcept : block_(adopted) {}
+  ContextRef(const ContextRef& other) noexcept : block_(other.block_) {
+    if (block_ != nullptr) block_->refs.fetch_add(1, std::memory_order_relaxed);
+  }
+  ContextRef(ContextRef&& other) noexcept : block_(std::exchange(other.block_, nullptr)) {}
+  ContextRef& operator=(ContextRef other) noexcept {
+    std::swap(block_, other.block_);
+    return *this;
+  }
+  ~ContextRef() {
+    if (block_ != nullptr && block_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      delete block_;
+    }
+  }
+  ContextBlock* get() const noexcept { return block_; }
+  ContextBlock* operator->() const noexcept { return block_; }
+  explicit operator bool() const noexcept { return block_ != nullptr; }
+
+ private:
+  ContextBlock* block_ = nullptr;
+};
+
+/// The per-task part of a context, made only when needed: the task's own
+/// g (on its first g() call) and, for stored futures and jobs, the label
+/// used in error reports and the progress slot.
+struct TaskExtra {
   G g;
-  std::shared_ptr<ProgressSlot> progress;  ///< set for stored futures
+  bool own_g = false;
+  std::string label;
+  std::shared_ptr<ProgressSlot> progress;
+};
+
+/// What a running task or callback sees as its context: a shared block plus
+/// lazily made per-task extras. Two pointers, so a task carries 16 bytes.
+/// Copying gives the copy its own g (copy-on-write).
+class WEBEXEC_API TaskContext {
+ public:
+  TaskContext() noexcept = default;
+  explicit TaskContext(ContextRef block) noexcept : block_(std::move(block)) {}
+  TaskContext(const TaskContext& other);
+  TaskContext& operator=(const TaskContext& other);
+  TaskContext(TaskContext&&) noexcept = default;
+  TaskContext& operator=(TaskContext&&) noexcept = default;
+  ~TaskContext() = default;
+
+  [[nodiscard]] App* app() const noexcept { return block_ ? block_->app : nullptr; }
+  [[nodiscard]] const char* no_app_reason() const noexcept {
+    return block_ ? block_->no_app_reason : nullptr;
+  }
+  [[nodiscard]] const RequestContext* request() const noexcept {
+    return block_ ? block_->request.get() : nullptr;
+  }
+  [[nodiscard]] const ContextRef& block() const noexcept { return block_; }
+
+  /// The task's own g, copied from the block's on first use.
+  G& g();
+  /// The g a nested submit copies: the task's own if made, else the block's.
+  [[nodiscard]] const G& current_g() const noexcept;
+  [[nodiscard]] bool has_own_g() const noexcept { return extra_ && extra_->own_g; }
+
+  [[nodiscard]] ProgressSlot* progress() const noexcept {
+    return extra_ ? extra_->progress.get() : nullptr;
+  }
+  [[nodiscard]] const std::string& label() const noexcept;
+  void set_job(std::string label, std::shared_ptr<ProgressSlot> progress);
+
+ private:
+  TaskExtra& extra();
+
+  ContextRef block_;
+  std::unique_ptr<TaskExtra> extra_;
 };
 
 /// A request being handled, made current by a web adapter for the duration
@@ -206,6 +296,11 @@ class WEBEXEC_API RequestScope {
   G& g() noexcept { return g_; }
   const std::shared_ptr<const RequestContext>& snapshot();
 
+  /// The context block last built for this request, reused while g is
+  /// unchanged (the cached copy shares g's storage, so any write to g
+  /// detaches it and the next submit builds a new block).
+  ContextRef& cached_block() noexcept { return cached_block_; }
+
  protected:
   [[nodiscard]] virtual std::shared_ptr<const RequestContext> build_snapshot() const = 0;
 
@@ -213,6 +308,7 @@ class WEBEXEC_API RequestScope {
   App* app_;
   G g_;
   std::shared_ptr<const RequestContext> snapshot_;
+  ContextRef cached_block_;
 };
 
 /// The context the current thread runs in.
@@ -234,10 +330,10 @@ class WEBEXEC_API ScopedRequest {
   RequestScope* previous_;
 };
 
-/// Captures the current context for a new task: the running task's
-/// (nested submit), else the current request's, else the app alone.
-/// `app` is the executor's app; with `push_app` false the task gets none.
-WEBEXEC_API TaskContext capture_context(App* app, bool push_app, const char* no_app_reason);
+/// Builds a block: `app` (or none with `no_app_reason`), `request`, `g`.
+WEBEXEC_API ContextRef make_block(App* app, const char* no_app_reason,
+                                  std::shared_ptr<const RequestContext> request, G g,
+                                  const ExecutorSettings* executor);
 
 /// Runs `fn()` inside `ctx` on this thread, then the app's teardown hooks
 /// with `fn`'s exception (rethrown afterwards).
@@ -258,7 +354,7 @@ class ScopedTask {
 };
 
 template <typename Fn>
-void run_in_context(TaskContext& ctx, Fn&& fn) {
+void run_in_context(TaskContext& ctx, Fn&& fn) {  // NOLINT(cppcoreguidelines-missing-std-forward)
   const ScopedTask scope(ctx);
   try {
     std::forward<Fn>(fn)();

@@ -63,7 +63,14 @@ struct ExecutorSettings {
   std::string name;
   bool propagate_exceptions = false;
   bool push_app_context = true;
+  /// The context of tasks submitted outside any request or task.
+  ContextRef default_block;
 };
+
+/// The context for a task submitted now: the running task's (nested
+/// submit), else the current request's, else the app alone. Reuses a
+/// shared block whenever the context is unchanged.
+WEBEXEC_API TaskContext capture_context(const ExecutorSettings& settings);
 
 /// Reports a task's exception to the app (EXECUTOR_PROPAGATE_EXCEPTIONS).
 WEBEXEC_API void report_task_error(const ExecutorSettings& settings, const std::string& label,
@@ -73,29 +80,27 @@ WEBEXEC_API void report_task_error(const ExecutorSettings& settings, const std::
 /// with the future's state, so callbacks can run in it too.
 class ExecutorAttachment {
  public:
-  ExecutorAttachment(TaskContext ctx, const ExecutorSettings* settings, std::string label)
-      : ctx_(std::move(ctx)), settings_(settings), label_(std::move(label)) {}
+  explicit ExecutorAttachment(TaskContext ctx) noexcept : ctx_(std::move(ctx)) {}
 
   TaskContext* context() noexcept { return &ctx_; }
 
   template <typename F>
   void invoke(F&& f) {
-    if (!settings_->propagate_exceptions) {
+    const ExecutorSettings* settings = ctx_.block()->executor;
+    if (settings == nullptr || !settings->propagate_exceptions) {
       run_in_context(ctx_, std::forward<F>(f));
       return;
     }
     try {
       run_in_context(ctx_, std::forward<F>(f));
     } catch (...) {
-      report_task_error(*settings_, label_, std::current_exception());
+      report_task_error(*settings, ctx_.label(), std::current_exception());
       throw;
     }
   }
 
  private:
   TaskContext ctx_;
-  const ExecutorSettings* settings_;
-  std::string label_;
 };
 
 using DefaultCallback = std::function<void(const AnyFuture&)>;
@@ -247,21 +252,16 @@ class WEBEXEC_API Executor {
   auto submit_labelled(std::string label, std::shared_ptr<detail::ProgressSlot> progress, Fn&& fn,
                        Args&&... args) {
     ThreadPoolExecutor& pool = engine();
-    detail::TaskContext ctx =
-        detail::capture_context(settings_.app, settings_.push_app_context, kNoAppReason);
-    ctx.progress = std::move(progress);
+    detail::TaskContext ctx = detail::capture_context(settings_);
+    if (!label.empty() || progress) ctx.set_job(std::move(label), std::move(progress));
     return pool.submit_attached(
-        detail::ExecutorAttachment(std::move(ctx), &settings_, std::move(label)),
+        detail::ExecutorAttachment(std::move(ctx)),
         [this](detail::StateBase& task) { attach_default_callbacks(task); }, std::forward<Fn>(fn),
         std::forward<Args>(args)...);
   }
 
   ThreadPoolExecutor& engine();
   void attach_default_callbacks(detail::StateBase& task);
-
-  static constexpr const char* kNoAppReason =
-      "no app context: EXECUTOR_PUSH_APP_CONTEXT is false for this executor, so its tasks run "
-      "without the app context (current_app() and g() are unavailable)";
 
   detail::ExecutorSettings settings_;
   FutureCollection futures_;

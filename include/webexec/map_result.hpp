@@ -104,6 +104,9 @@ class [[nodiscard]] MapResult {
       f.cancel();  // a no-op unless it timed out while still pending
       cancel_from(next_);
       next_ = futures_.size();
+      // Keep the failed future (and so its exception) until this range dies:
+      // the caller's catch block may still be reading the exception.
+      failed_ = std::move(f);
       throw;
     }
   }
@@ -122,6 +125,7 @@ class [[nodiscard]] MapResult {
   std::vector<Future<T>> futures_;
   std::optional<Timeout::Clock::time_point> deadline_;
   std::optional<value_type> current_;
+  Future<T> failed_;
   std::size_t next_ = 0;
   bool started_ = false;
 };

@@ -138,7 +138,7 @@ class WEBEXEC_API ThreadPoolExecutor {
     if constexpr (detail::takes_stop_token_v<std::decay_t<Fn>, std::decay_t<Args>...>) {
       task->link_stop_token(stop_token());
     }
-    task->add_ref();  // one reference for the queue, one for the future
+    task->preset_refs(2);  // one reference for the queue, one for the future
     Future<R> future = detail::FutureAccess::adopt<Future<R>>(task);
     prepare(*task);
     enqueue(task);

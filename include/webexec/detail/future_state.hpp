@@ -98,6 +98,9 @@ class WEBEXEC_API StateBase : public QueueNode {
   StateBase& operator=(const StateBase&) = delete;
 
   void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  /// Sets the count of a state nobody else can see yet (saves an atomic
+  /// increment per submit).
+  void preset_refs(std::uint32_t n) noexcept { refs_.store(n, std::memory_order_relaxed); }
   void release() noexcept {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
@@ -220,10 +223,12 @@ class WEBEXEC_API StateBase : public QueueNode {
  private:
   std::atomic<std::uint32_t> refs_{1};
   std::atomic<std::uint32_t> word_{kPending};
-  SpinLock callbacks_lock_;
   CallbackNode* head_ = nullptr;  // guarded by callbacks_lock_
   CallbackNode* tail_ = nullptr;  // guarded by callbacks_lock_
   const void* owner_ = nullptr;
+  // Last, so a derived task's small members fill the tail padding: a task
+  // with an empty callable is 64 bytes, one cache line.
+  SpinLock callbacks_lock_;
 };
 
 /// Shared state with a result of type `T`.
