@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -142,8 +143,9 @@ ScopedRequest::~ScopedRequest() { ambient().request = previous_; }
 
 ContextRef make_block(App* app, const char* no_app_reason,
                       std::shared_ptr<const RequestContext> request, G g,
-                      const ExecutorSettings* executor) {
+                      const ExecutorSettings* executor, std::uint64_t executor_id) {
   auto* block = new ContextBlock();
+  block->executor_id = executor_id;
   block->app = app;
   block->no_app_reason = app == nullptr ? no_app_reason : nullptr;
   block->request = std::move(request);
@@ -217,38 +219,45 @@ std::optional<Progress> ProgressSlot::get() const {
 namespace {
 
 /// Runs a done callback of an executor's future inside the context captured
-/// when it was registered (Flask-Executor's FutureProxy behaviour).
+/// when it was registered (Flask-Executor's FutureProxy behaviour), or, if
+/// it was registered outside any context, inside the task's own context.
 class ContextCallback final : public CallbackNode {
  public:
-  ContextCallback(TaskContext ctx, CallbackNode* inner) : ctx_(std::move(ctx)), inner_(inner) {}
+  ContextCallback(std::optional<TaskContext> ctx, CallbackNode* inner)
+      : ctx_(std::move(ctx)), inner_(inner) {}
   ~ContextCallback() override { delete inner_; }
   ContextCallback(const ContextCallback&) = delete;
   ContextCallback& operator=(const ContextCallback&) = delete;
 
   void invoke(StateBase& state) noexcept override {
+    // The task's own context is read only now, once it has finished: a
+    // copy taken at registration could race with the task writing its g.
+    TaskContext* ctx = ctx_ ? &*ctx_ : state.task_context();
     try {
-      run_in_context(ctx_, [&] { inner_->invoke(state); });
+      if (ctx != nullptr) {
+        run_in_context(*ctx, [&] { inner_->invoke(state); });
+      } else {
+        inner_->invoke(state);
+      }
     } catch (...) {  // NOLINT(bugprone-empty-catch): inner reports its own errors
     }
   }
 
  private:
-  TaskContext ctx_;
+  std::optional<TaskContext> ctx_;
   CallbackNode* inner_;
 };
 
 }  // namespace
 
-CallbackNode* wrap_in_context(StateBase& state, CallbackNode* node) {
+CallbackNode* wrap_in_context(StateBase& /*state*/, CallbackNode* node) {
   const Ambient& a = ambient();
-  TaskContext ctx;
+  std::optional<TaskContext> ctx;
   if (a.task != nullptr) {
     ctx = *a.task;
   } else if (a.request != nullptr) {
     ctx = TaskContext(
         make_block(a.request->app(), nullptr, a.request->snapshot(), a.request->g(), nullptr));
-  } else if (const TaskContext* own = state.task_context()) {
-    ctx = *own;  // registered outside any context: use the task's own
   }
   return new ContextCallback(std::move(ctx), node);
 }

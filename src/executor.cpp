@@ -40,7 +40,7 @@ TaskContext capture_context(const ExecutorSettings& settings) {
     // Nested submit: the parent's block as is, unless it belongs to another
     // executor or the parent has its own (possibly changed) g.
     const TaskContext& parent = *a.task;
-    if (parent.block() && parent.block()->executor == &settings && !parent.has_own_g()) {
+    if (parent.block() && parent.block()->executor_id == settings.id && !parent.has_own_g()) {
       return TaskContext(parent.block());
     }
     const G g = settings.push_app_context ? parent.current_g() : G();
@@ -50,10 +50,10 @@ TaskContext capture_context(const ExecutorSettings& settings) {
   if (a.request != nullptr) {
     ContextRef& cached = a.request->cached_block();
     const G& g = a.request->g();
-    if (!cached || cached->executor != &settings ||
+    if (!cached || cached->executor_id != settings.id ||
         (settings.push_app_context && !cached->g.shares_storage_with(g))) {
       cached = make_block(app, kNoAppReason, a.request->snapshot(),
-                          settings.push_app_context ? g : G(), &settings);
+                          settings.push_app_context ? g : G(), &settings, settings.id);
     }
     return TaskContext(cached);
   }
@@ -98,6 +98,8 @@ std::string upper(std::string s) {
 Executor::Executor(std::string name) : futures_(50) {
   validate_name(name);
   settings_.name = std::move(name);
+  static std::atomic<std::uint64_t> next_id{1};
+  settings_.id = next_id.fetch_add(1, std::memory_order_relaxed);
 }
 
 Executor::Executor(App& app, std::string name) : Executor(std::move(name)) { init_app(app); }
@@ -171,8 +173,8 @@ void Executor::init_app(App& app) {
   settings_.propagate_exceptions = propagate;
   settings_.push_app_context = push_app;
   settings_.app = &app;
-  settings_.default_block =
-      detail::make_block(push_app ? &app : nullptr, kNoAppReason, nullptr, G(), &settings_);
+  settings_.default_block = detail::make_block(push_app ? &app : nullptr, kNoAppReason, nullptr,
+                                               G(), &settings_, settings_.id);
   // Non-owning: the executor unregisters itself when destroyed.
   app.set_extension(settings_.name + "executor",
                     std::shared_ptr<Executor>(std::shared_ptr<void>(), this));

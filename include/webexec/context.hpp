@@ -202,7 +202,8 @@ struct WEBEXEC_API ContextBlock {
   const char* no_app_reason = nullptr;            ///< why app is null
   std::shared_ptr<const RequestContext> request;  ///< null outside a request
   G g;                                            ///< g at submit
-  const ExecutorSettings* executor = nullptr;     ///< who built it (reuse key)
+  const ExecutorSettings* executor = nullptr;     ///< who built it
+  std::uint64_t executor_id = 0;  ///< reuse key: unique per executor, unlike its address
 };
 
 /// An owning, intrusive reference to a ContextBlock.
@@ -333,7 +334,8 @@ class WEBEXEC_API ScopedRequest {
 /// Builds a block: `app` (or none with `no_app_reason`), `request`, `g`.
 WEBEXEC_API ContextRef make_block(App* app, const char* no_app_reason,
                                   std::shared_ptr<const RequestContext> request, G g,
-                                  const ExecutorSettings* executor);
+                                  const ExecutorSettings* executor = nullptr,
+                                  std::uint64_t executor_id = 0);
 
 /// Runs `fn()` inside `ctx` on this thread, then the app's teardown hooks
 /// with `fn`'s exception (rethrown afterwards).

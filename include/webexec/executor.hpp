@@ -33,6 +33,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -63,6 +64,9 @@ struct ExecutorSettings {
   std::string name;
   bool propagate_exceptions = false;
   bool push_app_context = true;
+  /// Unique per executor, so a context block cached by a request is never
+  /// reused by another executor that happens to live at the same address.
+  std::uint64_t id = 0;
   /// The context of tasks submitted outside any request or task.
   ContextRef default_block;
 };
