@@ -1,0 +1,308 @@
+// Contexts (Step 2): G's copy-on-write semantics, current_app(),
+// current_request() and g() outside and inside a simulated request, the
+// request snapshot taken lazily at the first submit, and report_progress's
+// argument checks.
+#include "webexec/context.hpp"
+
+#include <atomic>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "webexec/app.hpp"
+#include "webexec/errors.hpp"
+#include "webexec/executor.hpp"
+
+namespace {
+
+/// A request being handled, as a web adapter would make one; counts how often
+/// its snapshot is built.
+class TestRequest : public webexec::detail::RequestScope {
+ public:
+  TestRequest(webexec::App* app, std::string path) : RequestScope(app), path_(std::move(path)) {}
+
+  [[nodiscard]] int builds() const { return builds_.load(); }
+
+ protected:
+  [[nodiscard]] std::shared_ptr<const webexec::RequestContext> build_snapshot() const override {
+    builds_.fetch_add(1);
+    auto snapshot = std::make_shared<webexec::RequestContext>();
+    snapshot->method = "GET";
+    snapshot->path = path_;
+    snapshot->request_id = "req-" + path_;
+    return snapshot;
+  }
+
+ private:
+  std::string path_;
+  mutable std::atomic<int> builds_{0};
+};
+
+/// Calls `fn` and returns the what() of the `E` it throws; fails if it throws nothing.
+template <typename E, typename Fn>
+std::string message_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const E& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected an exception";
+  return {};
+}
+
+// ---------------------------------------------------------------- G
+
+TEST(GTest, StartsEmpty) {
+  const webexec::G g;
+  EXPECT_EQ(g.size(), 0U);
+  EXPECT_FALSE(g.contains("user"));
+  EXPECT_EQ(g.find("user"), nullptr);
+  EXPECT_TRUE(g.keys().empty());
+}
+
+TEST(GTest, SetAndGetTypedValues) {
+  webexec::G g;
+  g.set("user", std::string("alice"));
+  g.set("count", 3);
+  EXPECT_EQ(g.get<std::string>("user"), "alice");
+  EXPECT_EQ(g.get<int>("count"), 3);
+  EXPECT_EQ(g.size(), 2U);
+  EXPECT_EQ(g.keys(), (std::vector<std::string>{"count", "user"}));
+  g.set("count", 4);
+  EXPECT_EQ(g.get<int>("count"), 4);
+}
+
+TEST(GTest, GetIfAndGetOr) {
+  webexec::G g;
+  g.set("count", 3);
+  ASSERT_NE(g.get_if<int>("count"), nullptr);
+  EXPECT_EQ(*g.get_if<int>("count"), 3);
+  EXPECT_EQ(g.get_if<long>("count"), nullptr);
+  EXPECT_EQ(g.get_if<int>("missing"), nullptr);
+  EXPECT_EQ(g.get_or<int>("count", 9), 3);
+  EXPECT_EQ(g.get_or<int>("missing", 9), 9);
+  EXPECT_EQ(g.get_or<std::string>("count", "fallback"), "fallback");
+}
+
+TEST(GTest, WrongTypeThrowsInvalidArgumentNamingTheKey) {
+  webexec::G g;
+  g.set("user_id", 42);
+  const std::string what =
+      message_of<std::invalid_argument>([&] { static_cast<void>(g.get<std::string>("user_id")); });
+  EXPECT_NE(what.find("user_id"), std::string::npos) << what;
+}
+
+TEST(GTest, MissingKeyThrowsOutOfRangeNamingTheKey) {
+  const webexec::G g;
+  const std::string what =
+      message_of<std::out_of_range>([&] { static_cast<void>(g.get<int>("session_token")); });
+  EXPECT_NE(what.find("session_token"), std::string::npos) << what;
+}
+
+TEST(GTest, WriteToACopyLeavesTheOriginalUnchanged) {
+  webexec::G original;
+  original.set("user", std::string("alice"));
+  webexec::G copy(original);
+  EXPECT_EQ(copy.get<std::string>("user"), "alice");
+
+  copy.set("user", std::string("bob"));
+  copy.set("extra", 1);
+  EXPECT_EQ(original.get<std::string>("user"), "alice");
+  EXPECT_FALSE(original.contains("extra"));
+  EXPECT_EQ(copy.get<std::string>("user"), "bob");
+}
+
+TEST(GTest, WriteToTheOriginalLeavesTheCopyUnchanged) {
+  webexec::G original;
+  original.set("user", std::string("alice"));
+  const webexec::G copy = original;
+  original.set("user", std::string("carol"));
+  original.set("later", 2);
+  EXPECT_EQ(copy.get<std::string>("user"), "alice");
+  EXPECT_FALSE(copy.contains("later"));
+  EXPECT_EQ(copy.size(), 1U);
+}
+
+TEST(GTest, EraseOnACopyLeavesTheOriginalUnchanged) {
+  webexec::G original;
+  original.set("user", std::string("alice"));
+  webexec::G copy;
+  copy = original;
+  EXPECT_TRUE(copy.erase("user"));
+  EXPECT_FALSE(copy.erase("user"));
+  EXPECT_FALSE(copy.contains("user"));
+  EXPECT_TRUE(original.contains("user"));
+}
+
+TEST(GTest, CopiesOfCopiesStayIndependent) {
+  webexec::G a;
+  a.set("n", 1);
+  webexec::G b = a;
+  webexec::G c = b;
+  b.set("n", 2);
+  c.set("n", 3);
+  EXPECT_EQ(a.get<int>("n"), 1);
+  EXPECT_EQ(b.get<int>("n"), 2);
+  EXPECT_EQ(c.get<int>("n"), 3);
+}
+
+TEST(GTest, MoveTransfersTheValues) {
+  webexec::G source;
+  source.set("n", 1);
+  webexec::G target(std::move(source));
+  EXPECT_EQ(target.get<int>("n"), 1);
+  webexec::G assigned;
+  assigned = std::move(target);
+  EXPECT_EQ(assigned.get<int>("n"), 1);
+}
+
+// ---------------------------------------------------------------- RequestContext
+
+TEST(RequestContextTest, HeaderLookupIgnoresCase) {
+  webexec::RequestContext request;
+  request.headers = {{"Content-Type", "text/plain"}, {"X-Request-Id", "abc"}};
+  EXPECT_EQ(request.header("content-type"), "text/plain");
+  EXPECT_EQ(request.header("X-REQUEST-ID"), "abc");
+  EXPECT_FALSE(request.header("Accept").has_value());
+}
+
+TEST(RequestContextTest, QueryAndFormLookupReturnTheFirstMatch) {
+  webexec::RequestContext request;
+  request.query = {{"page", "2"}, {"page", "3"}};
+  request.form = {{"name", "alice"}};
+  EXPECT_EQ(request.query_param("page"), "2");
+  EXPECT_FALSE(request.query_param("PAGE").has_value());
+  EXPECT_EQ(request.form_param("name"), "alice");
+  EXPECT_FALSE(request.form_param("missing").has_value());
+}
+
+// ---------------------------------------------------------------- outside any context
+
+TEST(ContextTest, CurrentAppOutsideAnyContextThrowsContextError) {
+  const std::string what =
+      message_of<webexec::ContextError>([] { static_cast<void>(webexec::current_app()); });
+  EXPECT_NE(what.find("outside of application context"), std::string::npos) << what;
+  EXPECT_FALSE(webexec::has_app_context());
+}
+
+TEST(ContextTest, CurrentRequestOutsideAnyContextThrowsContextError) {
+  const std::string what =
+      message_of<webexec::ContextError>([] { static_cast<void>(webexec::current_request()); });
+  EXPECT_NE(what.find("outside of request context"), std::string::npos) << what;
+  EXPECT_FALSE(webexec::has_request_context());
+}
+
+TEST(ContextTest, GOutsideAnyContextThrowsContextError) {
+  const std::string what =
+      message_of<webexec::ContextError>([] { static_cast<void>(webexec::g()); });
+  EXPECT_NE(what.find("outside of application context"), std::string::npos) << what;
+}
+
+TEST(ContextTest, ContextErrorIsAWebexecError) {
+  EXPECT_THROW(static_cast<void>(webexec::current_app()), webexec::Error);
+}
+
+// ---------------------------------------------------------------- report_progress
+
+TEST(ContextTest, ReportProgressOutsideAStoredTaskReturnsFalse) {
+  EXPECT_FALSE(webexec::report_progress(0.5, "halfway"));
+  EXPECT_FALSE(webexec::report_progress(std::int64_t{3}, std::int64_t{10}, "three"));
+}
+
+TEST(ContextTest, ReportProgressRejectsInvalidDoneAndTotal) {
+  EXPECT_THROW(webexec::report_progress(std::int64_t{1}, std::int64_t{0}), std::invalid_argument);
+  EXPECT_THROW(webexec::report_progress(std::int64_t{0}, std::int64_t{-5}), std::invalid_argument);
+  EXPECT_THROW(webexec::report_progress(std::int64_t{-1}, std::int64_t{10}), std::invalid_argument);
+  EXPECT_THROW(webexec::report_progress(std::int64_t{11}, std::int64_t{10}), std::invalid_argument);
+  const std::string what = message_of<std::invalid_argument>(
+      [] { webexec::report_progress(std::int64_t{11}, std::int64_t{10}); });
+  EXPECT_NE(what.find("11"), std::string::npos) << what;
+  EXPECT_NE(what.find("10"), std::string::npos) << what;
+  // The edges are valid (outside a stored task they just do nothing).
+  EXPECT_FALSE(webexec::report_progress(std::int64_t{0}, std::int64_t{10}));
+  EXPECT_FALSE(webexec::report_progress(std::int64_t{10}, std::int64_t{10}));
+}
+
+TEST(ContextTest, ReportProgressInATaskThatIsNotStoredReturnsFalse) {
+  webexec::App app("progress");
+  webexec::Executor executor(app);
+  auto future = executor.submit([] { return webexec::report_progress(0.5, "half"); });
+  EXPECT_FALSE(future.result());
+}
+
+// ---------------------------------------------------------------- simulated request
+
+TEST(ContextTest, InsideARequestTheRequestsContextIsCurrent) {
+  webexec::App app("web");
+  TestRequest request(&app, "/items/7");
+  request.g().set("user", std::string("alice"));
+  {
+    const webexec::detail::ScopedRequest scope(&request);
+    EXPECT_TRUE(webexec::has_app_context());
+    EXPECT_TRUE(webexec::has_request_context());
+    EXPECT_EQ(&webexec::current_app(), &app);
+    EXPECT_EQ(webexec::current_request().path, "/items/7");
+    EXPECT_EQ(&webexec::g(), &request.g());
+    EXPECT_EQ(webexec::g().get<std::string>("user"), "alice");
+  }
+  EXPECT_FALSE(webexec::has_request_context());
+  EXPECT_THROW(static_cast<void>(webexec::current_request()), webexec::ContextError);
+  EXPECT_THROW(static_cast<void>(webexec::current_app()), webexec::ContextError);
+}
+
+TEST(ContextTest, ScopedRequestRestoresTheOuterRequest) {
+  webexec::App app("web");
+  TestRequest outer(&app, "/outer");
+  TestRequest inner(&app, "/inner");
+  const webexec::detail::ScopedRequest outer_scope(&outer);
+  {
+    const webexec::detail::ScopedRequest inner_scope(&inner);
+    EXPECT_EQ(webexec::current_request().path, "/inner");
+  }
+  EXPECT_EQ(webexec::current_request().path, "/outer");
+}
+
+TEST(ContextTest, SnapshotIsNotBuiltUntilTheFirstSubmit) {
+  webexec::App app("lazy");
+  webexec::Executor executor(app);
+  TestRequest request(&app, "/lazy");
+  const webexec::detail::ScopedRequest scope(&request);
+  request.g().set("user", std::string("alice"));
+  EXPECT_EQ(request.builds(), 0) << "entering a request must not build the snapshot";
+
+  auto first = executor.submit([] { return webexec::current_request().path; });
+  EXPECT_EQ(request.builds(), 1);
+  EXPECT_EQ(first.result(), "/lazy");
+}
+
+TEST(ContextTest, SnapshotIsBuiltOnceAndSharedBySeveralSubmits) {
+  webexec::App app("lazy");
+  webexec::Executor executor(app);
+  TestRequest request(&app, "/shared");
+  const webexec::detail::ScopedRequest scope(&request);
+
+  auto address = [] { return &webexec::current_request(); };
+  auto a = executor.submit(address);
+  auto b = executor.submit(address);
+  auto c = executor.submit(address);
+  EXPECT_EQ(request.builds(), 1);
+  EXPECT_EQ(a.result(), b.result());
+  EXPECT_EQ(b.result(), c.result());
+  EXPECT_EQ(a.result(), request.snapshot().get());
+  EXPECT_EQ(request.builds(), 1);
+}
+
+TEST(ContextTest, SubmitOutsideARequestBuildsNoSnapshot) {
+  webexec::App app("lazy");
+  webexec::Executor executor(app);
+  TestRequest request(&app, "/never-current");
+  auto has_request = executor.submit([] { return webexec::has_request_context(); });
+  EXPECT_FALSE(has_request.result());
+  EXPECT_EQ(request.builds(), 0);
+}
+
+}  // namespace
