@@ -120,11 +120,7 @@ int main(int argc, char** argv) try {
   });
 
   // A longer job that reports progress through the status routes.
-  server.Get("/reports", [&](const httplib::Request& req, httplib::Response& res) {
-    const auto steps = webexec::parse_int(
-        "steps", req.has_param("steps") ? req.get_param_value("steps") : std::string("10"), 1,
-        1000);
-    const std::string key = webexec::http::new_job_key();
+  auto launch_report = [&](const std::string& key, std::int64_t steps) {
     executor.submit_stored(key, [steps](std::stop_token stop) {
       const auto& request = webexec::current_request();
       for (std::int64_t i = 0; i < steps; ++i) {
@@ -138,6 +134,19 @@ int main(int argc, char** argv) try {
                             {"request_id", request.request_id},
                             {"path", request.path}};
     });
+  };
+  server.Get("/reports", [&](const httplib::Request& req, httplib::Response& res) {
+    const auto steps = webexec::parse_int(
+        "steps", req.has_param("steps") ? req.get_param_value("steps") : std::string("10"), 1,
+        1000);
+    const std::string key = webexec::http::new_job_key();
+    try {
+      launch_report(key, steps);
+    } catch (const webexec::CapacityError&) {
+      res.set_header("Retry-After", "1");
+      send(res, {{"error", "too many unfinished jobs; retry later"}}, 503);
+      return;
+    }
     webexec::http::accepted(res, key, "/jobs");
   });
   webexec::http::mount_status_routes(server, executor, "/jobs");

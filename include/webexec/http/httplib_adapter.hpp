@@ -40,7 +40,6 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -225,13 +224,13 @@ namespace detail {
 
 /// The scope `install` keeps per server thread, between pre- and post-routing.
 struct InstalledScope {
-  std::optional<HttplibRequestScope> scope;
+  std::unique_ptr<HttplibRequestScope> scope;
   webexec::detail::RequestScope* previous = nullptr;
 
   void begin(App* app, const httplib::Request& req, std::string id) {
     end();  // never trust a stale scope
-    scope.emplace(app, &req, std::move(id));
-    previous = std::exchange(webexec::detail::ambient().request, &*scope);
+    scope = std::make_unique<HttplibRequestScope>(app, &req, std::move(id));
+    previous = std::exchange(webexec::detail::ambient().request, scope.get());
   }
   void end() noexcept {
     if (!scope) return;
@@ -255,7 +254,10 @@ inline void echo_request_id(httplib::Response& res, const HttplibOptions& option
 }  // namespace detail
 
 /// Installs webexec on `server` for `app`: every request is handled inside
-/// a request scope, set in pre-routing and cleared in post-routing.
+/// a request scope, set in pre-routing and cleared in post-routing. It also
+/// installs an exception handler that reports a throwing handler to the
+/// app's error handler and answers a plain 500 (httplib's default would put
+/// the exception's message in a response header).
 /// `user_pre` and `user_post` are chained (pre runs after the scope is set,
 /// post before it is cleared). A throwing `user_post` is reported to the
 /// app's error handler instead of terminating the process, as httplib
@@ -263,6 +265,19 @@ inline void echo_request_id(httplib::Response& res, const HttplibOptions& option
 inline void install(httplib::Server& server, App& app,
                     httplib::Server::HandlerWithResponse user_pre = nullptr,
                     httplib::Server::Handler user_post = nullptr, HttplibOptions options = {}) {
+  // httplib's default answer to a throwing handler is a 500 whose
+  // EXCEPTION_WHAT header carries what(): internals leak to the client.
+  // Report the exception to the app instead and answer a plain JSON 500.
+  server.set_exception_handler(
+      [&app](const httplib::Request& req, httplib::Response& res, std::exception_ptr error) {
+        app.report_error({.origin = "request handler for " + req.method + " " + req.path,
+                          .executor = {},
+                          .key = {},
+                          .message = webexec::detail::what(error),
+                          .exception = error});
+        res.status = 500;
+        res.set_content(R"({"error":"internal server error"})", "application/json");
+      });
   server.set_pre_routing_handler([&app, user_pre = std::move(user_pre), options](
                                      const httplib::Request& req, httplib::Response& res) {
     detail::installed_scope().begin(&app, req, detail::request_id_for(req, options));
@@ -317,7 +332,9 @@ inline void accepted(httplib::Response& res, std::string_view key,
 ///   409 if it already runs or finished, 404 if unknown.
 inline void mount_status_routes(httplib::Server& server, Executor& executor,
                                 std::string prefix = "/jobs") {
-  const std::string pattern = prefix + "/([^/]+)";
+  // Any key, '/' included: accepted() percent-encodes it and httplib
+  // decodes the path before matching.
+  const std::string pattern = prefix + "/(.+)";
   server.Get(pattern, [&executor](const httplib::Request& req, httplib::Response& res) {
     const std::string key = req.matches[1].str();
     auto status = executor.futures().status(key);

@@ -1,0 +1,346 @@
+// The example service (examples/service.cpp), run as a real process: the seed's own
+// flow (GET /start-task, poll GET /get-result until "done" with pow(323, 1235) as a
+// decimal string, then the pop), the progress-reporting /reports job through the status
+// routes, and a clean exit on SIGTERM.
+//
+// The binary is found next to this test's build tree: <build>/tests/http_service_test
+// -> <build>/examples/service. A missing binary fails the test (build target
+// `service`).
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <future>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <nlohmann/json.hpp>
+
+#include "support/http_server.hpp"
+
+extern char** environ;  // NOLINT(readability-redundant-declaration): POSIX
+
+namespace {
+
+using nlohmann::json;
+using webexec_test::kPatience;
+namespace fs = std::filesystem;
+
+constexpr std::chrono::seconds kStartup{10};
+
+/// Python's pow(323, 1235) in decimal, computed here independently of the service:
+/// schoolbook multiplication on base-10 digits (little-endian).
+std::string python_pow_323_1235() {
+  std::vector<int> digits{1};
+  for (int i = 0; i < 1235; ++i) {
+    int carry = 0;
+    for (int& d : digits) {
+      const int v = d * 323 + carry;
+      d = v % 10;
+      carry = v / 10;
+    }
+    for (; carry != 0; carry /= 10) digits.push_back(carry % 10);
+  }
+  std::string out;
+  for (auto it = digits.rbegin(); it != digits.rend(); ++it)
+    out.push_back(static_cast<char>('0' + *it));
+  return out;
+}
+
+fs::path service_binary() {
+  return fs::read_symlink("/proc/self/exe").parent_path().parent_path() / "examples" / "service";
+}
+
+/// A port that was free a moment ago (bind 127.0.0.1:0, read it, close).
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  int port = -1;
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  ::close(fd);
+  return port;
+}
+
+/// A child process; the destructor kills (SIGKILL) and reaps it if still there.
+class Child {
+ public:
+  Child() = default;
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  ~Child() {
+    if (pid_ > 0 && !reaped_) {
+      ::kill(pid_, SIGKILL);
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+    }
+  }
+
+  /// Starts `argv[0]` with `argv`. Returns the posix_spawn error (0 on success).
+  int spawn(const std::vector<std::string>& argv) {
+    std::vector<char*> args;
+    args.reserve(argv.size() + 1);
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    return ::posix_spawn(&pid_, args[0], nullptr, nullptr, args.data(), environ);
+  }
+
+  /// True if it has exited (reaps it; its status is in `status()`).
+  bool exited() {
+    if (reaped_) return true;
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      reaped_ = true;
+      status_ = status;
+    }
+    return reaped_;
+  }
+
+  /// Sends `sig` and reaps the child, waiting up to `timeout` (a blocking waitpid on
+  /// a helper thread: no polling). Returns the wait status, or empty if it did not exit
+  /// in time (it is then killed and reaped).
+  std::optional<int> signal_and_reap(int sig, std::chrono::nanoseconds timeout) {
+    if (reaped_) return status_;
+    std::promise<int> exited;
+    auto status = exited.get_future();
+    std::thread reaper([pid = pid_, &exited] {
+      int s = 0;
+      while (::waitpid(pid, &s, 0) < 0 && errno == EINTR) {
+      }
+      exited.set_value(s);
+    });
+    ::kill(pid_, sig);
+    std::optional<int> out;
+    if (status.wait_for(timeout) == std::future_status::ready) {
+      out = status.get();
+    } else {
+      ::kill(pid_, SIGKILL);
+    }
+    reaper.join();
+    reaped_ = true;
+    status_ = out.value_or(-1);
+    return out;
+  }
+
+  [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+  [[nodiscard]] int status() const noexcept { return status_; }
+
+ private:
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+  int status_ = -1;
+};
+
+class ExampleServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const fs::path binary = service_binary();
+    ASSERT_TRUE(fs::exists(binary)) << binary << " is missing: build the `service` target "
+                                    << "(cmake --build --preset <preset> --target service)";
+    port_ = free_port();
+    ASSERT_GT(port_, 0);
+    ASSERT_EQ(child_.spawn({binary.string(), "--port", std::to_string(port_)}), 0) << binary;
+
+    // Readiness: poll GET / until it answers (bounded; the only polling with sleeps,
+    // for the child's startup).
+    httplib::Client probe("127.0.0.1", port_);
+    probe.set_connection_timeout(std::chrono::milliseconds(200));
+    probe.set_read_timeout(kPatience);
+    const auto deadline = std::chrono::steady_clock::now() + kStartup;
+    for (;;) {
+      ASSERT_FALSE(child_.exited())
+          << "the service exited during startup, status " << child_.status();
+      if (auto res = probe.Get("/"); res && res->status == 200) {
+        root_ = json::parse(res->body);
+        break;
+      }
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline)
+          << "the service did not answer GET / on port " << port_ << " within " << kStartup.count()
+          << " s";
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+
+  void TearDown() override {
+    if (child_.pid() <= 0 || child_.exited()) return;
+    const auto status = child_.signal_and_reap(SIGTERM, kPatience);
+    ASSERT_TRUE(status.has_value()) << "the service ignored SIGTERM (killed)";
+    EXPECT_TRUE(WIFEXITED(*status)) << "wait status " << *status;
+    EXPECT_EQ(WEXITSTATUS(*status), 0);
+  }
+
+  [[nodiscard]] httplib::Client client() const {
+    httplib::Client cli("127.0.0.1", port_);
+    cli.set_keep_alive(true);
+    cli.set_connection_timeout(kPatience);
+    cli.set_read_timeout(kPatience);
+    return cli;
+  }
+
+  Child child_;
+  int port_ = -1;
+  json root_;
+};
+
+TEST_F(ExampleServiceTest, RootDescribesTheService) {
+  EXPECT_EQ(root_.at("service"), "webexec-example");
+  EXPECT_EQ(root_.at("you").at("path"), "/");
+}
+
+TEST_F(ExampleServiceTest, SeedFlowStartTaskThenGetResultAndPop) {
+  auto cli = client();
+
+  auto before = cli.Get("/get-result");
+  ASSERT_TRUE(before) << httplib::to_string(before.error());
+  EXPECT_EQ(before->status, 404);
+  EXPECT_TRUE(json::parse(before->body).at("status").is_null()) << before->body;
+
+  auto start = cli.Get("/start-task");
+  ASSERT_TRUE(start) << httplib::to_string(start.error());
+  EXPECT_EQ(start->status, 200);
+  EXPECT_EQ(json::parse(start->body), json({{"result", "success"}}));
+
+  // The key stays stored until /get-result pops it: a second start is refused.
+  auto again = cli.Get("/start-task");
+  ASSERT_TRUE(again) << httplib::to_string(again.error());
+  EXPECT_EQ(again->status, 409) << again->body;
+
+  json done;
+  const auto deadline = std::chrono::steady_clock::now() + kPatience;
+  for (;;) {
+    auto res = cli.Get("/get-result");
+    ASSERT_TRUE(res) << httplib::to_string(res.error());
+    ASSERT_EQ(res->status, 200) << res->body;
+    const json body = json::parse(res->body);
+    const std::string status = body.at("status");
+    if (status == "done") {
+      done = body;
+      break;
+    }
+    ASSERT_TRUE(status == "PENDING" || status == "RUNNING") << body;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "calc_power never finished";
+  }
+
+  ASSERT_TRUE(done.at("result").is_string()) << "the result must be a decimal string";
+  const std::string result = done.at("result");
+  EXPECT_EQ(result.size(), 3099U);
+  EXPECT_TRUE(std::all_of(result.begin(), result.end(),
+                          [](char c) { return std::isdigit(static_cast<unsigned char>(c)); }));
+  EXPECT_EQ(result.substr(0, 20), "73301874197116625252");
+  EXPECT_EQ(result.substr(result.size() - 20), "96527027073630500507");
+  EXPECT_EQ(result, python_pow_323_1235());
+
+  auto after = cli.Get("/get-result");
+  ASSERT_TRUE(after) << httplib::to_string(after.error());
+  EXPECT_EQ(after->status, 404) << "the future was popped";
+  EXPECT_TRUE(json::parse(after->body).at("status").is_null());
+
+  // Popped: the seed's flow can start again.
+  auto restart = cli.Get("/start-task");
+  ASSERT_TRUE(restart) << httplib::to_string(restart.error());
+  EXPECT_EQ(restart->status, 200);
+}
+
+TEST_F(ExampleServiceTest, ReportsJobShowsProgressThroughTheStatusRoutes) {
+  auto cli = client();
+  auto accepted = cli.Get("/reports?steps=3", {{"X-Request-Id", "svc-report-1"}});
+  ASSERT_TRUE(accepted) << httplib::to_string(accepted.error());
+  ASSERT_EQ(accepted->status, 202) << accepted->body;
+  const std::string location = accepted->get_header_value("Location");
+  const std::string key = json::parse(accepted->body).at("key");
+  EXPECT_EQ(location, "/jobs/" + key);
+  EXPECT_EQ(accepted->get_header_value("X-Request-Id"), "svc-report-1");
+
+  json last;
+  std::int64_t last_done = -1;
+  const auto deadline = std::chrono::steady_clock::now() + kPatience;
+  for (;;) {
+    auto res = cli.Get(location);
+    ASSERT_TRUE(res) << httplib::to_string(res.error());
+    ASSERT_EQ(res->status, 200) << res->body;
+    last = json::parse(res->body);
+    EXPECT_EQ(last.at("key"), key);
+    const std::string state = last.at("state");
+    ASSERT_TRUE(state == "PENDING" || state == "RUNNING" || state == "FINISHED") << last;
+    if (last.at("progress").is_object()) {
+      const std::int64_t done = last.at("progress").at("done");
+      EXPECT_GE(done, last_done) << "progress never goes back";
+      EXPECT_EQ(last.at("progress").at("total"), 3);
+      last_done = done;
+    }
+    if (state == "FINISHED") break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the reports job never finished";
+  }
+
+  EXPECT_FALSE(last.contains("error")) << last;
+  EXPECT_EQ(last.at("progress").at("done"), 3);
+  EXPECT_DOUBLE_EQ(last.at("progress").at("fraction").get<double>(), 1.0);
+  EXPECT_EQ(last.at("progress").at("message"), "done");
+  EXPECT_EQ(last.at("result"), json({{"steps", 3},
+                                     {"requested_by", "127.0.0.1"},
+                                     {"request_id", "svc-report-1"},
+                                     {"path", "/reports"}}));
+}
+
+TEST_F(ExampleServiceTest, FullCollectionRefusesNewReportsClearlyWithoutLeakingInternals) {
+  // The service stores at most 1000 futures (EXECUTOR_FUTURES_MAX_LENGTH) and runs 4
+  // workers; /reports?steps=1000 jobs run for 100 s, so none finishes during the test
+  // and the 1001st submit_stored is refused (CapacityError).
+  auto cli = client();
+  for (int i = 0; i < 1000; ++i) {
+    auto res = cli.Get("/reports?steps=1000");
+    ASSERT_TRUE(res) << httplib::to_string(res.error());
+    ASSERT_EQ(res->status, 202) << "request " << i << ": " << res->body;
+  }
+  auto refused = cli.Get("/reports?steps=1000");
+  ASSERT_TRUE(refused) << httplib::to_string(refused.error());
+  EXPECT_TRUE(refused->status == 503 || refused->status == 429)
+      << "a full collection is a temporary condition (503/429), got " << refused->status;
+  EXPECT_FALSE(refused->has_header("EXCEPTION_WHAT"))
+      << "httplib's default 500 leaks the exception text: "
+      << refused->get_header_value("EXCEPTION_WHAT");
+  EXPECT_TRUE(json::accept(refused->body))
+      << "expected a JSON error body, got '" << refused->body << "'";
+}
+
+TEST_F(ExampleServiceTest, UnknownJobIs404) {
+  auto cli = client();
+  auto res = cli.Get("/jobs/0123456789abcdef0123456789abcdef");
+  ASSERT_TRUE(res) << httplib::to_string(res.error());
+  EXPECT_EQ(res->status, 404);
+  auto del = cli.Delete("/jobs/0123456789abcdef0123456789abcdef");
+  ASSERT_TRUE(del) << httplib::to_string(del.error());
+  EXPECT_EQ(del->status, 404);
+}
+
+TEST_F(ExampleServiceTest, SigtermStopsTheServiceCleanly) {
+  const auto status = child_.signal_and_reap(SIGTERM, kPatience);
+  ASSERT_TRUE(status.has_value()) << "the service ignored SIGTERM (killed)";
+  EXPECT_TRUE(WIFEXITED(*status)) << "wait status " << *status;
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
+  // Reaped: no zombie is left behind.
+  errno = 0;
+  EXPECT_EQ(::waitpid(child_.pid(), nullptr, WNOHANG), -1);
+  EXPECT_EQ(errno, ECHILD);
+}
+
+}  // namespace
