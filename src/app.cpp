@@ -17,7 +17,29 @@ std::string describe(const ErrorReport& report) {
 
 App::App(std::string name) : name_(std::move(name)) {}
 
-App::~App() = default;
+App::~App() {
+  std::vector<std::pair<const void*, std::function<void()>>> callbacks;
+  {
+    const std::lock_guard lock(mutex_);
+    callbacks.swap(on_destroy_);
+  }
+  for (auto& [owner, fn] : callbacks) {
+    try {
+      fn();
+    } catch (...) {  // NOLINT(bugprone-empty-catch): a destructor must not throw
+    }
+  }
+}
+
+void App::on_destroy(const void* owner, std::function<void()> fn) {
+  const std::lock_guard lock(mutex_);
+  on_destroy_.emplace_back(owner, std::move(fn));
+}
+
+void App::forget_on_destroy(const void* owner) {
+  const std::lock_guard lock(mutex_);
+  std::erase_if(on_destroy_, [owner](const auto& entry) { return entry.first == owner; });
+}
 
 void App::set_extension_erased(std::string name, std::shared_ptr<void> object,
                                const std::type_info& type) {

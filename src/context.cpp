@@ -202,6 +202,7 @@ void run_teardown(TaskContext& ctx, std::exception_ptr error) noexcept {
 }
 
 void ProgressSlot::set(Progress progress) {
+  if (listener_) listener_(progress);
   while (lock_.exchange(true, std::memory_order_acquire)) cpu_relax();
   progress_ = std::move(progress);
   has_ = true;

@@ -1,5 +1,7 @@
 #include "webexec/errors.hpp"
 
+#include <utility>
+
 namespace webexec {
 
 // Out-of-line destructors anchor each class's vtable and type information in
@@ -10,6 +12,8 @@ TimeoutError::~TimeoutError() = default;
 InvalidStateError::~InvalidStateError() = default;
 ShutdownError::~ShutdownError() = default;
 BrokenPromise::~BrokenPromise() = default;
+RemoteTaskError::RemoteTaskError(std::string type, std::string message)
+    : Error(type + ": " + message), type_(std::move(type)), message_(std::move(message)) {}
 RemoteTaskError::~RemoteTaskError() = default;
 ContextError::~ContextError() = default;
 CapacityError::~CapacityError() = default;

@@ -5,9 +5,11 @@
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "webexec/detail/demangle.hpp"
 #include "webexec/errors.hpp"
+#include "webexec/process/fork_server.hpp"
 
 namespace webexec {
 namespace {
@@ -87,6 +89,33 @@ void validate_name(const std::string& name) {
   }
 }
 
+int default_process_count() {
+  const unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+/// Seconds as an integer or a decimal ("0.5"), > 0.
+detail::Clock::duration parse_seconds(const std::string& key, const ConfigValue& value) {
+  double seconds = 0;
+  if (const auto* i = std::get_if<std::int64_t>(&value)) {
+    seconds = static_cast<double>(*i);
+  } else if (const auto* s = std::get_if<std::string>(&value)) {
+    char* end = nullptr;
+    seconds = std::strtod(s->c_str(), &end);
+    if (s->empty() || end != s->c_str() + s->size()) {
+      throw std::invalid_argument("invalid number of seconds " + key + "='" + *s + "'");
+    }
+  } else {
+    throw std::invalid_argument("invalid number of seconds " + key + "=" + to_string(value));
+  }
+  if (!(seconds > 0) || seconds > 1e9) {
+    throw std::out_of_range("number of seconds out of range: " + key + "=" + to_string(value) +
+                            " (must be > 0)");
+  }
+  return std::chrono::duration_cast<detail::Clock::duration>(
+      std::chrono::duration<double>(seconds));
+}
+
 std::string upper(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(),
                  [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
@@ -104,9 +133,33 @@ Executor::Executor(std::string name) : futures_(50) {
 
 Executor::Executor(App& app, std::string name) : Executor(std::move(name)) { init_app(app); }
 
+void Executor::detach_from_app() noexcept {
+  // The app is being destroyed while this executor lives on: finish the
+  // work (which may still use the app) and drop the engine.
+  if (pool_) pool_->shutdown(true, false);
+  if (process_) {
+    try {
+      process_->shutdown(true, false);
+    } catch (...) {  // NOLINT(bugprone-empty-catch): called from one of its own callbacks
+    }
+  }
+  pool_.reset();
+  process_.reset();
+  settings_.app = nullptr;
+  settings_.default_block = detail::ContextRef();
+}
+
 Executor::~Executor() {
   if (pool_) pool_->shutdown(true, false);
+  if (process_) {
+    try {
+      process_->shutdown(true, false);
+    } catch (
+        ...) {  // NOLINT(bugprone-empty-catch): destroyed from its own callback; ~ProcessPool joins
+    }
+  }
   if (settings_.app != nullptr) {
+    settings_.app->forget_on_destroy(this);
     try {
       const std::string key = settings_.name + "executor";
       if (auto registered = settings_.app->extension<Executor>(key);
@@ -142,17 +195,39 @@ void Executor::init_app(App& app) {
   };
 
   // Validate everything before starting anything.
+  bool process = false;
   if (auto type = read("EXECUTOR_TYPE")) {
     const std::string value = to_string(type->second);
-    if (value != "thread") {
+    if (value == "process") {
+      process = true;
+    } else if (value != "thread") {
       throw std::invalid_argument(type->first + "='" + value +
-                                  "' is not a valid executor type; valid types: 'thread'");
+                                  "' is not a valid executor type; valid types: 'thread', "
+                                  "'process'");
     }
   }
   ThreadPoolOptions options;
   options.thread_name_prefix = settings_.name.empty() ? "webexec" : settings_.name;
   if (auto v = read("EXECUTOR_MAX_WORKERS")) {
     options.max_workers = static_cast<int>(parse_int(v->first, v->second, 1, 1 << 16));
+  }
+  std::optional<int> max_tasks_per_child;
+  if (auto v = read("EXECUTOR_MAX_TASKS_PER_CHILD")) {
+    if (!process) {
+      throw std::invalid_argument(v->first +
+                                  " applies to EXECUTOR_TYPE='process' only (this executor runs "
+                                  "threads)");
+    }
+    max_tasks_per_child = static_cast<int>(parse_int(v->first, v->second, 1, INT32_MAX));
+  }
+  std::optional<detail::Clock::duration> task_timeout;
+  if (auto v = read("EXECUTOR_TASK_TIMEOUT")) {
+    if (!process) {
+      throw std::invalid_argument(v->first +
+                                  " applies to EXECUTOR_TYPE='process' only: a thread cannot be "
+                                  "killed (use a std::stop_token to stop thread tasks)");
+    }
+    task_timeout = parse_seconds(v->first, v->second);
   }
   std::size_t max_length = 50;
   if (auto v = read("EXECUTOR_FUTURES_MAX_LENGTH")) {
@@ -167,7 +242,16 @@ void Executor::init_app(App& app) {
   bool push_app = true;
   if (auto v = read("EXECUTOR_PUSH_APP_CONTEXT")) push_app = parse_bool(v->first, v->second);
 
-  pool_ = std::make_unique<ThreadPoolExecutor>(std::move(options));
+  if (process) {
+    if (!process::fork_server_running()) process::start_fork_server();
+    process_ = std::make_unique<detail::ProcessPool>(detail::ProcessPoolOptions{
+        .max_workers = options.max_workers.value_or(default_process_count()),
+        .max_tasks_per_child = max_tasks_per_child.value_or(0),
+        .name = settings_.name});
+    task_timeout_ = task_timeout;
+  } else {
+    pool_ = std::make_unique<ThreadPoolExecutor>(std::move(options));
+  }
   futures_.set_max_length(max_length);
   futures_.set_ttl(ttl);
   settings_.propagate_exceptions = propagate;
@@ -175,13 +259,52 @@ void Executor::init_app(App& app) {
   settings_.app = &app;
   settings_.default_block = detail::make_block(push_app ? &app : nullptr, kNoAppReason, nullptr,
                                                G(), &settings_, settings_.id);
+  app.on_destroy(this, [this] { detach_from_app(); });
   // Non-owning: the executor unregisters itself when destroyed.
   app.set_extension(settings_.name + "executor",
                     std::shared_ptr<Executor>(std::shared_ptr<void>(), this));
 }
 
+void Executor::throw_not_registered() const {
+  throw std::invalid_argument(
+      "executor '" + settings_.name +
+      "' runs jobs in worker processes (EXECUTOR_TYPE=process): submit a registered job "
+      "(executor.job(\"name\", fn).submit(...), or a function registered with "
+      "WEBEXEC_REGISTER_JOB); a lambda or unregistered callable cannot cross the process "
+      "boundary");
+}
+
+void Executor::throw_not_process_callable(const std::string& job) const {
+  throw std::invalid_argument("job '" + job + "' cannot run in a worker process of executor '" +
+                              settings_.name +
+                              "': its arguments and result must convert to and from JSON "
+                              "(nlohmann::json to_json/from_json)");
+}
+
+void Executor::check_job_in_workers(const std::string& job) const {
+  const std::uint64_t sequence = JobRegistry::global().sequence(job);
+  if (sequence == 0) {
+    throw std::invalid_argument("no job named '" + job + "' is registered");
+  }
+  if (sequence > process::detail::jobs_known_to_workers()) {
+    throw InvalidStateError(
+        "job '" + job +
+        "' was registered after the fork server started, so worker processes do not have it: "
+        "register jobs at namespace scope (WEBEXEC_REGISTER_JOB or executor.job) or before "
+        "webexec::process::start_fork_server()");
+  }
+}
+
+std::vector<pid_t> Executor::worker_pids() const {
+  return process_ ? process_->worker_pids() : std::vector<pid_t>{};
+}
+
 ThreadPoolExecutor& Executor::engine() {
   if (!pool_) {
+    if (process_) {
+      throw InvalidStateError("executor '" + settings_.name +
+                              "' runs worker processes; this needs a thread executor");
+    }
     throw InvalidStateError("Executor '" + settings_.name +
                             "' is not initialised: call init_app(app) before using it");
   }
@@ -189,6 +312,7 @@ ThreadPoolExecutor& Executor::engine() {
 }
 
 int Executor::max_workers() const {
+  if (process_) return process_->max_workers();
   if (!pool_) {
     throw InvalidStateError("Executor '" + settings_.name +
                             "' is not initialised: call init_app(app) before using it");
@@ -217,6 +341,12 @@ void Executor::attach_default_callbacks(detail::StateBase& task) {
   for (const auto& cb : *callbacks) task.add_callback(new detail::DefaultCallbackNode(cb));
 }
 
-void Executor::shutdown(bool wait, bool cancel_futures) { engine().shutdown(wait, cancel_futures); }
+void Executor::shutdown(bool wait, bool cancel_futures) {
+  if (process_) {
+    process_->shutdown(wait, cancel_futures);
+    return;
+  }
+  engine().shutdown(wait, cancel_futures);
+}
 
 }  // namespace webexec

@@ -29,6 +29,7 @@
 #include <string_view>
 #include <typeindex>
 #include <typeinfo>
+#include <utility>
 #include <vector>
 
 #include "webexec/config.hpp"
@@ -98,6 +99,13 @@ class WEBEXEC_API App {
   /// Hands `report` to the error handler. Never throws.
   void report_error(const ErrorReport& report) const noexcept;
 
+  /// Runs `fn` when this app is destroyed (before anything of it goes), so
+  /// an executor that outlives its app (a namespace-scope executor with an
+  /// app in main) shuts down in time instead of touching a dead app.
+  void on_destroy(const void* owner, std::function<void()> fn);
+  /// Forgets the on_destroy callback of `owner`.
+  void forget_on_destroy(const void* owner);
+
  private:
   struct Extension {
     std::shared_ptr<void> object;
@@ -115,7 +123,8 @@ class WEBEXEC_API App {
   std::map<std::string, Extension, std::less<>> extensions_;   // guarded by mutex_
   std::shared_ptr<const std::vector<TeardownHook>> teardown_;  // guarded by mutex_
   std::atomic<bool> has_teardown_{false};
-  std::shared_ptr<const ErrorHandler> error_handler_;  // guarded by mutex_
+  std::shared_ptr<const ErrorHandler> error_handler_;                      // guarded by mutex_
+  std::vector<std::pair<const void*, std::function<void()>>> on_destroy_;  // guarded by mutex_
 };
 
 }  // namespace webexec

@@ -27,6 +27,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -178,6 +179,12 @@ namespace detail {
 /// collection entry.
 class WEBEXEC_API ProgressSlot {
  public:
+  ProgressSlot() = default;
+  /// A slot that also hands every report to `listener` (a worker process
+  /// forwards them to the host this way).
+  explicit ProgressSlot(std::function<void(const Progress&)> listener)
+      : listener_(std::move(listener)) {}
+
   void set(Progress progress);
   [[nodiscard]] std::optional<Progress> get() const;
 
@@ -185,6 +192,7 @@ class WEBEXEC_API ProgressSlot {
   mutable std::atomic<bool> lock_{false};
   bool has_ = false;
   Progress progress_;
+  std::function<void(const Progress&)> listener_;
 };
 
 struct ExecutorSettings;

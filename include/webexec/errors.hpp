@@ -29,6 +29,7 @@
 #pragma once
 
 #include <stdexcept>
+#include <string>
 
 #include "webexec/detail/export.hpp"
 
@@ -78,12 +79,20 @@ class WEBEXEC_API BrokenPromise : public Error {
   ~BrokenPromise() override;
 };
 
-/// A task raised an exception in another process; carries its type name and
-/// message.
+/// A task raised an exception in another process. `what()` reads
+/// "<type>: <message>"; type() and message() give the parts.
 class WEBEXEC_API RemoteTaskError : public Error {
  public:
-  using Error::Error;
+  RemoteTaskError(std::string type, std::string message);
   ~RemoteTaskError() override;
+  /// The demangled type of the exception the task threw, e.g. "std::runtime_error".
+  [[nodiscard]] const std::string& type() const noexcept { return type_; }
+  /// Its what().
+  [[nodiscard]] const std::string& message() const noexcept { return message_; }
+
+ private:
+  std::string type_;
+  std::string message_;
 };
 
 /// `current_app()`, `current_request()` or `g()` was called where there is

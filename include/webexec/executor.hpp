@@ -33,6 +33,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -46,9 +47,12 @@
 
 #include "webexec/app.hpp"
 #include "webexec/context.hpp"
+#include "webexec/detail/context_json.hpp"
 #include "webexec/detail/export.hpp"
+#include "webexec/detail/process_pool.hpp"
 #include "webexec/future.hpp"
 #include "webexec/future_collection.hpp"
+#include "webexec/job_registry.hpp"
 #include "webexec/map_result.hpp"
 #include "webexec/thread_pool_executor.hpp"
 
@@ -107,6 +111,45 @@ class ExecutorAttachment {
   TaskContext ctx_;
 };
 
+template <typename Fn, typename = void>
+struct HasJobSignature : std::false_type {};
+template <typename Fn>
+struct HasJobSignature<Fn, std::void_t<decltype(std::function{std::declval<Fn>()})>>
+    : std::true_type {};
+
+template <typename T>
+concept JsonReadable = std::is_void_v<T> || requires(const nlohmann::json& j) {
+  j.get<T>();
+};
+template <typename T>
+concept JsonWritable = std::is_constructible_v<nlohmann::json, const T&>;
+
+/// True if `fn(args...)` can run in another process: `Fn` has one call
+/// signature, and its arguments and result convert to and from JSON.
+template <typename Fn, typename... Args>
+constexpr bool process_callable() {
+  if constexpr (!HasJobSignature<Fn>::value) {
+    return false;
+  } else {
+    using R = typename job_signature_t<Fn>::result;
+    return JsonReadable<R> && (JsonWritable<std::decay_t<Args>> && ...);
+  }
+}
+
+/// True if `Fn` can be registered as a job (see JobRegistry::add).
+template <typename Fn>
+constexpr bool registrable_job() {
+  if constexpr (!HasJobSignature<Fn>::value) {
+    return false;
+  } else {
+    using Sig = job_signature_t<Fn>;
+    using R = typename Sig::result;
+    return (std::is_void_v<R> || JsonWritable<R>)&&[]<typename... A>(std::tuple<A...>*) {
+      return (JsonReadable<A> && ...);
+    }(static_cast<typename Sig::args*>(nullptr));
+  }
+}
+
 using DefaultCallback = std::function<void(const AnyFuture&)>;
 
 /// Runs a default done callback inside the task's own context.
@@ -119,6 +162,14 @@ class WEBEXEC_API DefaultCallbackNode final : public CallbackNode {
   std::shared_ptr<const DefaultCallback> fn_;
 };
 
+}  // namespace detail
+
+namespace detail {
+template <typename Fn, typename... Args>
+auto submit_job(Executor& executor, const Fn& fn, const std::string& name,
+                const std::optional<Clock::duration>& timeout, std::string label,
+                std::shared_ptr<ProgressSlot> progress, Args&&... args)
+    -> Future<task_result_t<const Fn&, Args...>>;
 }  // namespace detail
 
 /// A function bound to an executor, as `@executor.job` makes in Python.
@@ -147,6 +198,14 @@ class Job {
   template <typename... RangesAndTimeout>
   [[nodiscard]] auto map(RangesAndTimeout&&... args) const;
 
+  /// A copy of this job whose submissions get time limit `limit` (process
+  /// executors kill a worker that exceeds it; overrides EXECUTOR_TASK_TIMEOUT).
+  [[nodiscard]] Job with_timeout(std::chrono::steady_clock::duration limit) const {
+    Job copy = *this;
+    copy.timeout_ = limit;
+    return copy;
+  }
+
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
   [[nodiscard]] const Fn& function() const noexcept { return fn_; }
 
@@ -154,6 +213,7 @@ class Job {
   Executor* executor_;
   std::string name_;
   Fn fn_;
+  std::optional<std::chrono::steady_clock::duration> timeout_;
 };
 
 /// Flask-Executor's `Executor`. See the file comment.
@@ -188,6 +248,7 @@ class WEBEXEC_API Executor {
   /// Throws: `InvalidStateError` before init_app; as ThreadPoolExecutor::submit.
   template <typename Fn, typename... Args>
   [[nodiscard]] auto submit(Fn&& fn, Args&&... args) {
+    if (is_process()) return submit_registered({}, nullptr, fn, std::forward<Args>(args)...);
     return submit_labelled({}, nullptr, std::forward<Fn>(fn), std::forward<Args>(args)...);
   }
 
@@ -211,17 +272,29 @@ class WEBEXEC_API Executor {
     using R = detail::task_result_t<Fn, Args...>;
     Future<R> out;
     const std::string label = key;
+    if (is_process()) check_registered(fn);
     futures_.add_checked(std::move(key), [&] {
       auto progress = std::make_shared<detail::ProgressSlot>();
-      out = submit_labelled(label, progress, std::forward<Fn>(fn), std::forward<Args>(args)...);
+      if (is_process()) {
+        out = submit_registered(label, progress, fn, std::forward<Args>(args)...);
+      } else {
+        out = submit_labelled(label, progress, std::forward<Fn>(fn), std::forward<Args>(args)...);
+      }
       return FutureCollection::Stored{AnyFuture(out), renderer_for<R>(), std::move(progress)};
     });
     return out;
   }
 
   /// Wraps `fn` as a Job named `name` (used in error reports).
+  /// A named job whose arguments and result convert to JSON is also
+  /// registered in `JobRegistry::global()`, so a process executor can run it
+  /// (create it at namespace scope, before the fork server starts).
+  /// Throws: `std::invalid_argument` if the name is taken by another function.
   template <typename Fn>
   [[nodiscard]] Job<std::decay_t<Fn>> job(std::string name, Fn&& fn) {
+    if constexpr (detail::registrable_job<std::decay_t<Fn>>()) {
+      if (!name.empty()) JobRegistry::global().add(name, std::decay_t<Fn>(fn));
+    }
     return Job<std::decay_t<Fn>>(*this, std::move(name), std::forward<Fn>(fn));
   }
   template <typename Fn>
@@ -248,9 +321,21 @@ class WEBEXEC_API Executor {
   /// Worker count of the engine. Throws before init_app.
   [[nodiscard]] int max_workers() const;
 
+  /// True if EXECUTOR_TYPE is "process".
+  [[nodiscard]] bool is_process() const noexcept { return process_ != nullptr; }
+
+  /// The pids of the worker processes (process executors; empty otherwise).
+  [[nodiscard]] std::vector<pid_t> worker_pids() const;
+
  private:
   template <typename Fn>
   friend class Job;
+  template <typename Fn, typename... Args>
+  friend auto detail::submit_job(Executor& executor, const Fn& fn, const std::string& name,
+                                 const std::optional<detail::Clock::duration>& timeout,
+                                 std::string label, std::shared_ptr<detail::ProgressSlot> progress,
+                                 Args&&... args)
+      -> Future<detail::task_result_t<const Fn&, Args...>>;
 
   template <typename Fn, typename... Args>
   auto submit_labelled(std::string label, std::shared_ptr<detail::ProgressSlot> progress, Fn&& fn,
@@ -264,35 +349,137 @@ class WEBEXEC_API Executor {
         std::forward<Args>(args)...);
   }
 
+  /// The process path: a registered job, its arguments as JSON, the
+  /// context as JSON; the future completes on the pool's dispatcher thread.
+  template <typename Fn, typename... Args>
+  auto submit_to_process(const std::string& job, std::optional<detail::Clock::duration> timeout,
+                         std::string label, std::shared_ptr<detail::ProgressSlot> progress,
+                         Args&&... args) {
+    using R = typename detail::job_signature_t<Fn>::result;
+    check_job_in_workers(job);
+    nlohmann::json arguments = job_arguments(args...);  // fails here, before anything runs
+    detail::TaskContext ctx = detail::capture_context(settings_);
+    if (!label.empty() || progress) ctx.set_job(label, progress);
+    auto* state = new detail::ProcessTaskState<R>(std::move(ctx));
+    state->preset_refs(2);  // the future's and the job's
+    Future<R> future = detail::FutureAccess::adopt<Future<R>>(state);
+    attach_default_callbacks(*state);
+    auto request = std::make_unique<detail::ProcessJob>();
+    request->name = job;
+    request->state = state;
+    request->complete = &detail::ProcessTaskState<R>::complete;
+    request->progress = std::move(progress);
+    request->timeout = timeout ? timeout : task_timeout_;
+    request->request = {{"job", job},
+                        {"args", std::move(arguments)},
+                        {"ctx", detail::context_to_json(*state->task_context())},
+                        {"label", label}};
+    process_->submit(std::move(request));
+    return future;
+  }
+
+  /// A process executor runs only registered functions: a function pointer
+  /// registered under a name is looked up; anything else is refused.
+  template <typename Fn, typename... Args>
+  auto submit_registered(std::string label, std::shared_ptr<detail::ProgressSlot> progress,
+                         const Fn& fn, Args&&... args)
+      -> Future<detail::task_result_t<const Fn&, Args...>> {
+    using F = std::decay_t<Fn>;
+    if constexpr (std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>> &&
+                  detail::process_callable<F, Args...>()) {
+      const std::string name = JobRegistry::global().name_of(fn);
+      if (!name.empty()) {
+        if (label.empty()) label = name;
+        return submit_to_process<F>(name, std::nullopt, std::move(label), std::move(progress),
+                                    std::forward<Args>(args)...);
+      }
+    }
+    throw_not_registered();
+  }
+
+  template <typename Fn>
+  void check_registered(const Fn& fn) const {
+    using F = std::decay_t<Fn>;
+    if constexpr (std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>) {
+      if (!JobRegistry::global().name_of(fn).empty()) return;
+    }
+    throw_not_registered();
+  }
+
+  void detach_from_app() noexcept;
+  [[noreturn]] void throw_not_registered() const;
+  void check_job_in_workers(const std::string& job) const;
+  [[noreturn]] void throw_not_process_callable(const std::string& job) const;
+
   ThreadPoolExecutor& engine();
   void attach_default_callbacks(detail::StateBase& task);
 
   detail::ExecutorSettings settings_;
   FutureCollection futures_;
   std::unique_ptr<ThreadPoolExecutor> pool_;
+  std::unique_ptr<detail::ProcessPool> process_;
+  std::optional<detail::Clock::duration> task_timeout_;
   mutable std::mutex callbacks_mutex_;
   std::shared_ptr<const std::vector<std::shared_ptr<const detail::DefaultCallback>>>
       default_callbacks_;  // guarded by callbacks_mutex_
   std::atomic<bool> has_default_callbacks_{false};
 };
 
+namespace detail {
+
+/// Submits job `job` with `label` and `progress` to its executor, by the
+/// process path when the executor runs processes.
+template <typename Fn, typename... Args>
+auto submit_job(Executor& executor, const Fn& fn, const std::string& name,
+                const std::optional<Clock::duration>& timeout, std::string label,
+                std::shared_ptr<ProgressSlot> progress, Args&&... args)
+    -> Future<task_result_t<const Fn&, Args...>> {
+  if (executor.is_process()) {
+    if constexpr (process_callable<Fn, Args...>()) {
+      if (name.empty()) {
+        throw std::invalid_argument(
+            "a process executor runs named jobs only: use executor.job(\"name\", fn)");
+      }
+      return executor.template submit_to_process<Fn>(
+          name, timeout, std::move(label), std::move(progress), std::forward<Args>(args)...);
+    } else {
+      executor.throw_not_process_callable(name);
+    }
+  }
+  return executor.submit_labelled(std::move(label), std::move(progress), fn,
+                                  std::forward<Args>(args)...);
+}
+
+}  // namespace detail
+
 template <typename Fn>
 template <typename... Args>
 auto Job<Fn>::submit(Args&&... args) const {
-  return executor_->submit_labelled(name_, nullptr, fn_, std::forward<Args>(args)...);
+  return detail::submit_job(*executor_, fn_, name_, timeout_, name_, nullptr,
+                            std::forward<Args>(args)...);
 }
 
 template <typename Fn>
 template <typename... Args>
 auto Job<Fn>::submit_stored(std::string key, Args&&... args) const {
-  return executor_->submit_stored(std::move(key), fn_, std::forward<Args>(args)...);
+  using R = detail::task_result_t<const Fn&, Args...>;
+  Future<R> out;
+  const std::string label = key;
+  executor_->futures().add_checked(std::move(key), [&] {
+    auto progress = std::make_shared<detail::ProgressSlot>();
+    out = detail::submit_job(*executor_, fn_, name_, timeout_, label, progress,
+                             std::forward<Args>(args)...);
+    return FutureCollection::Stored{AnyFuture(out), renderer_for<R>(), std::move(progress)};
+  });
+  return out;
 }
 
 template <typename Fn>
 template <typename... RangesAndTimeout>
 auto Job<Fn>::map(RangesAndTimeout&&... args) const {
   auto submit_one = [this](auto&&... item) {
-    return executor_->submit_labelled(name_, nullptr, fn_, std::forward<decltype(item)>(item)...);
+    return detail::submit_job(*executor_, fn_, name_, timeout_, name_, nullptr,
+                              std::forward<decltype(item)>(item)...);
   };
   return detail::map_args(submit_one, std::forward<RangesAndTimeout>(args)...);
 }

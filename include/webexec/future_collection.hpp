@@ -45,6 +45,9 @@
 
 namespace webexec {
 
+template <typename Fn>
+class Job;
+
 /// Turns a finished future's result into JSON for status routes; null when
 /// the result type has no JSON form.
 using ResultRenderer = nlohmann::json (*)(const AnyFuture& future);
@@ -139,6 +142,8 @@ class WEBEXEC_API FutureCollection {
 
  private:
   friend class Executor;
+  template <typename Fn>
+  friend class Job;
 
   struct Stored {
     AnyFuture future;

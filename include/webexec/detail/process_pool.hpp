@@ -1,0 +1,104 @@
+/// The host side of EXECUTOR_TYPE=process (not API; use `Executor`).
+///
+/// A dispatcher thread owns the worker processes: it sends each queued job
+/// to an idle worker (starting workers through the fork server, up to
+/// `max_workers`), reads results and progress, enforces time limits, and
+/// replaces a worker that dies, misbehaves or has run `max_tasks_per_child`
+/// jobs. Futures complete on the dispatcher thread.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "webexec/context.hpp"
+#include "webexec/detail/export.hpp"
+#include "webexec/detail/future_state.hpp"
+
+namespace webexec::detail {
+
+/// A future's state for a job that runs in a worker process; it carries
+/// the task's context so callbacks run in it on the host.
+template <typename R>
+class ProcessTaskState final : public ResultState<R> {
+ public:
+  explicit ProcessTaskState(TaskContext ctx) : ctx_(std::move(ctx)) {}
+
+  TaskContext* task_context() noexcept override { return &ctx_; }
+
+  /// Completes a running state with the job's JSON result.
+  static void complete(StateBase& state, const nlohmann::json& result) {
+    auto& self = static_cast<ProcessTaskState&>(state);
+    if (!self.try_claim()) return;
+    if constexpr (std::is_void_v<R>) {
+      self.finish_with_value();
+    } else {
+      try {
+        R value = result.get<R>();
+        self.finish_with_value(std::move(value));
+      } catch (...) {
+        self.finish_with_error(std::current_exception());
+      }
+    }
+  }
+
+ private:
+  TaskContext ctx_;
+};
+
+/// One job on its way to a worker process.
+struct ProcessJob {
+  ProcessJob() = default;
+  ProcessJob(const ProcessJob&) = delete;
+  ProcessJob& operator=(const ProcessJob&) = delete;
+  ~ProcessJob() {
+    if (state != nullptr) state->release();
+  }
+
+  std::string name;            ///< the registered job
+  nlohmann::json request;      ///< {"job", "args", "ctx", "label"}; the pool adds "id"
+  StateBase* state = nullptr;  ///< the future's state; this holds one reference
+  void (*complete)(StateBase& state, const nlohmann::json& result) = nullptr;
+  std::shared_ptr<ProgressSlot> progress;  ///< host-side slot of a stored future
+  std::optional<std::chrono::steady_clock::duration> timeout;
+  std::uint64_t id = 0;  ///< set by the pool when sent
+};
+
+struct ProcessPoolOptions {
+  int max_workers = 1;
+  int max_tasks_per_child = 0;  ///< 0: workers are never recycled
+  std::string name;             ///< for messages
+};
+
+class WEBEXEC_API ProcessPool {
+ public:
+  explicit ProcessPool(ProcessPoolOptions options);
+  ProcessPool(const ProcessPool&) = delete;
+  ProcessPool& operator=(const ProcessPool&) = delete;
+  /// shutdown(wait=true).
+  ~ProcessPool();
+
+  /// Queues `job`. Throws: `ShutdownError` after shutdown().
+  void submit(std::unique_ptr<ProcessJob> job);
+
+  void shutdown(bool wait, bool cancel_futures);
+
+  [[nodiscard]] int max_workers() const noexcept;
+
+  /// The pids of the live worker processes (for tests and diagnostics).
+  [[nodiscard]] std::vector<pid_t> worker_pids() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace webexec::detail
