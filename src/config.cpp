@@ -88,17 +88,21 @@ Config& Config::operator=(const Config& other) {
   }();
   const std::lock_guard lock(mutex_);
   values_ = std::move(copy);
+  version_.fetch_add(1, std::memory_order_release);
   return *this;
 }
 
 void Config::set_value(std::string key, ConfigValue value) {
   const std::lock_guard lock(mutex_);
   values_.insert_or_assign(std::move(key), std::move(value));
+  version_.fetch_add(1, std::memory_order_release);
 }
 
 ConfigValue Config::setdefault_value(std::string key, ConfigValue value) {
   const std::lock_guard lock(mutex_);
-  return values_.try_emplace(std::move(key), std::move(value)).first->second;
+  const auto [it, inserted] = values_.try_emplace(std::move(key), std::move(value));
+  if (inserted) version_.fetch_add(1, std::memory_order_release);
+  return it->second;
 }
 
 std::optional<ConfigValue> Config::get(std::string_view key) const {
@@ -118,6 +122,7 @@ bool Config::erase(std::string_view key) {
   const auto it = values_.find(key);
   if (it == values_.end()) return false;
   values_.erase(it);
+  version_.fetch_add(1, std::memory_order_release);
   return true;
 }
 

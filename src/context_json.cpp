@@ -136,10 +136,14 @@ void config_from_json(const nlohmann::json& json, Config& config) {
   }
 }
 
-nlohmann::json context_to_json(const TaskContext& ctx) {
+nlohmann::json app_to_json(const App& app) {
+  return {{"name", app.name()}, {"config", config_to_json(app.config())}};
+}
+
+nlohmann::json context_to_json(const TaskContext& ctx, const nlohmann::json* app_json) {
   nlohmann::json out;
   if (const App* app = ctx.app()) {
-    out["app"] = {{"name", app->name()}, {"config", config_to_json(app->config())}};
+    out["app"] = app_json != nullptr ? *app_json : app_to_json(*app);
   } else {
     out["app"] = nullptr;
     const char* reason = ctx.no_app_reason();

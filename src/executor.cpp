@@ -295,6 +295,17 @@ void Executor::check_job_in_workers(const std::string& job) const {
   }
 }
 
+std::shared_ptr<const nlohmann::json> Executor::app_json_for(const detail::TaskContext& ctx) const {
+  if (ctx.app() == nullptr || ctx.app() != settings_.app) return nullptr;
+  const std::uint64_t version = settings_.app->config().version();
+  const std::lock_guard lock(app_json_mutex_);
+  if (!app_json_ || app_json_version_ != version) {
+    app_json_ = std::make_shared<const nlohmann::json>(detail::app_to_json(*settings_.app));
+    app_json_version_ = version;
+  }
+  return app_json_;
+}
+
 std::vector<pid_t> Executor::worker_pids() const {
   return process_ ? process_->worker_pids() : std::vector<pid_t>{};
 }

@@ -130,20 +130,30 @@ StateBase::~StateBase() {
   while (head_ != nullptr) delete std::exchange(head_, head_->next_);
 }
 
-bool StateBase::cancel() noexcept {
+StateBase::CancelStep StateBase::cancel_state() noexcept {
   std::uint32_t w = word_.load(std::memory_order_acquire);
   for (;;) {
     const std::uint32_t s = w & kStateMask;
-    if (s == kCancelled) return true;
-    if (s != kPending) return false;
+    if (s == kCancelled) return CancelStep::already;
+    if (s != kPending) return CancelStep::refused;
     if (word_.compare_exchange_weak(w, (w & ~kStateMask) | kCancelled, std::memory_order_acq_rel,
                                     std::memory_order_acquire)) {
-      break;
+      return CancelStep::transitioned;
     }
   }
-  drop_task();
-  complete(kCancelled);
-  return true;
+}
+
+bool StateBase::cancel() noexcept {
+  switch (cancel_state()) {
+    case CancelStep::transitioned:
+      finish_cancel();
+      return true;
+    case CancelStep::already:
+      return true;
+    case CancelStep::refused:
+      break;
+  }
+  return false;
 }
 
 bool StateBase::set_running_or_notify_cancel() {
@@ -267,11 +277,16 @@ bool StateBase::wait_until(const std::optional<Clock::time_point>& deadline) {
     if (done()) return true;
   }
 
-  auto spin_end = Clock::now() + kWaitSpin;
-  if (deadline && *deadline < spin_end) spin_end = *deadline;
-  for (unsigned i = 1; !done(); ++i) {
-    detail::cpu_relax();
-    if ((i & 63U) == 0 && Clock::now() >= spin_end) break;
+  // Spin only for thread-pool tasks, which may finish within microseconds;
+  // a promise is set by another process or machine, far slower than a spin,
+  // and the spin would take a core from the workers.
+  if (owner_ != nullptr) {
+    auto spin_end = Clock::now() + kWaitSpin;
+    if (deadline && *deadline < spin_end) spin_end = *deadline;
+    for (unsigned i = 1; !done(); ++i) {
+      detail::cpu_relax();
+      if ((i & 63U) == 0 && Clock::now() >= spin_end) break;
+    }
   }
 
   std::uint32_t w = word_.load(std::memory_order_acquire);

@@ -93,6 +93,9 @@ class EventCount {
     while (epoch_.load(std::memory_order_relaxed) == key) cv_.wait(lock);
     waiters_.fetch_sub(1, std::memory_order_seq_cst);
   }
+  [[nodiscard]] bool has_waiters() const noexcept {
+    return waiters_.load(std::memory_order_seq_cst) != 0;
+  }
   void notify_one() noexcept { notify(false); }
   void notify_all() noexcept { notify(true); }
 
@@ -181,11 +184,13 @@ class PoolCore {
   TaskQueue queue_;
   SpinLock pop_lock_;
   alignas(64) std::atomic<std::uint64_t> gate_{0};
+  // Read by every submit, written only when a thread starts.
+  alignas(64) std::atomic<int> started_{0};
+  const int max_workers_;
+  // Written by workers as they go idle or spin: kept off the lines above.
   alignas(64) std::atomic<int> spinners_{0};
   std::atomic<int> idle_{0};
-  std::atomic<int> started_{0};
   EventCount parked_;
-  const int max_workers_;
   std::string prefix_;
   std::function<void()> initializer_;
   std::stop_source stop_;
@@ -224,8 +229,13 @@ void PoolCore::enqueue(StateBase* task) {
 }
 
 void PoolCore::wake_one() noexcept {
-  // A spinning worker will find the task; otherwise wake a parked one.
-  if (spinners_.load(std::memory_order_seq_cst) == 0) parked_.notify_one();
+  // Wake a parked worker unless one is spinning (it will find the task).
+  // The parked count is read first: it changes only when a worker parks,
+  // while the spinner count changes whenever a worker catches up with the
+  // submitters, so a busy submit touches no line that workers write.
+  if (parked_.has_waiters() && spinners_.load(std::memory_order_seq_cst) == 0) {
+    parked_.notify_one();
+  }
 }
 
 void PoolCore::spawn_worker() {

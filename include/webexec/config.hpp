@@ -17,6 +17,7 @@
 /// ```
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -91,6 +92,12 @@ class WEBEXEC_API Config {
   bool erase(std::string_view key);
   [[nodiscard]] std::vector<std::string> keys() const;
 
+  /// Counts changes: any set, setdefault that stores, erase or assignment
+  /// makes it grow. Lets caches notice a changed config cheaply.
+  [[nodiscard]] std::uint64_t version() const noexcept {
+    return version_.load(std::memory_order_acquire);
+  }
+
   /// The value as text, if set.
   [[nodiscard]] std::optional<std::string> get_string(std::string_view key) const;
   /// The value as a strict boolean, if set. Throws as parse_bool().
@@ -106,6 +113,7 @@ class WEBEXEC_API Config {
 
   mutable std::mutex mutex_;
   std::map<std::string, ConfigValue, std::less<>> values_;  // guarded by mutex_
+  std::atomic<std::uint64_t> version_{0};
 };
 
 }  // namespace webexec

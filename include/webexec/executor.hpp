@@ -368,12 +368,17 @@ class WEBEXEC_API Executor {
     request->name = job;
     request->state = state;
     request->complete = &detail::ProcessTaskState<R>::complete;
-    request->progress = std::move(progress);
+    request->attach_slot = &detail::ProcessTaskState<R>::attach_slot;
+    request->detach_slot = &detail::ProcessTaskState<R>::detach_slot;
     request->timeout = timeout ? timeout : task_timeout_;
-    request->request = {{"job", job},
-                        {"args", std::move(arguments)},
-                        {"ctx", detail::context_to_json(*state->task_context())},
-                        {"label", label}};
+    request->request = {
+        {"job", job},
+        {"args", std::move(arguments)},
+        {"ctx", detail::context_to_json(*state->task_context(),
+                                        app_json_for(*state->task_context()).get())},
+        {"label", label},
+        {"progress", progress != nullptr}};
+    request->progress = std::move(progress);
     process_->submit(std::move(request));
     return future;
   }
@@ -407,6 +412,9 @@ class WEBEXEC_API Executor {
   }
 
   void detach_from_app() noexcept;
+  /// The app's JSON for a process job, cached while the config is unchanged.
+  [[nodiscard]] std::shared_ptr<const nlohmann::json> app_json_for(
+      const detail::TaskContext& ctx) const;
   [[noreturn]] void throw_not_registered() const;
   void check_job_in_workers(const std::string& job) const;
   [[noreturn]] void throw_not_process_callable(const std::string& job) const;
@@ -419,6 +427,9 @@ class WEBEXEC_API Executor {
   std::unique_ptr<ThreadPoolExecutor> pool_;
   std::unique_ptr<detail::ProcessPool> process_;
   std::optional<detail::Clock::duration> task_timeout_;
+  mutable std::mutex app_json_mutex_;
+  mutable std::uint64_t app_json_version_ = UINT64_MAX;     // guarded by app_json_mutex_
+  mutable std::shared_ptr<const nlohmann::json> app_json_;  // guarded by app_json_mutex_
   mutable std::mutex callbacks_mutex_;
   std::shared_ptr<const std::vector<std::shared_ptr<const detail::DefaultCallback>>>
       default_callbacks_;  // guarded by callbacks_mutex_

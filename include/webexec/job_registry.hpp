@@ -60,7 +60,7 @@ Tuple args_from_json(std::string_view name, const nlohmann::json& args,
   [[maybe_unused]] auto one = [&]<std::size_t K>(std::integral_constant<std::size_t, K>) {
     try {
       return args.at(K).template get<std::tuple_element_t<K, Tuple>>();
-    } catch (const nlohmann::json::exception& e) {
+    } catch (const std::exception& e) {  // nlohmann's, or a user from_json's
       throw std::invalid_argument("argument " + std::to_string(K + 1) + " of job '" +
                                   std::string(name) + "' does not deserialize: " + e.what());
     }

@@ -1,6 +1,7 @@
 #include "webexec/process/fork_server.hpp"
 
 #include <pthread.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -18,6 +19,7 @@
 #include <string>
 #include <system_error>
 
+#include "webexec/detail/process_pool.hpp"
 #include "webexec/errors.hpp"
 #include "webexec/job_registry.hpp"
 
@@ -49,21 +51,27 @@ ForkServer& server() {
 
 std::atomic<bool> running{false};
 
-void send_reply(int control, const Reply& reply, int fd) {
+constexpr std::size_t kSlotBytes = 4096;
+static_assert(webexec::detail::kSlotsPerWorker * sizeof(webexec::detail::StartSlot) <= kSlotBytes);
+static_assert(webexec::detail::StartSlot::is_always_lock_free,
+              "start slots are shared between processes: they must be lock-free");
+
+/// Sends `reply`, with `fds` (none, or a worker's socket and slot memory).
+void send_reply(int control, const Reply& reply, const std::array<int, 2>* fds) {
   iovec iov{const_cast<Reply*>(&reply),
             sizeof reply};  // NOLINT(cppcoreguidelines-pro-type-const-cast)
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control_data{};
-  if (fd >= 0) {
+  alignas(cmsghdr) std::array<char, CMSG_SPACE(2 * sizeof(int))> control_data{};
+  if (fds != nullptr) {
     msg.msg_control = control_data.data();
     msg.msg_controllen = control_data.size();
     cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
     cmsg->cmsg_level = SOL_SOCKET;
     cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(cmsg), &fd, sizeof fd);
+    cmsg->cmsg_len = CMSG_LEN(2 * sizeof(int));
+    std::memcpy(CMSG_DATA(cmsg), fds->data(), 2 * sizeof(int));
   }
   while (::sendmsg(control, &msg, MSG_NOSIGNAL) < 0 && errno == EINTR) {
   }
@@ -91,25 +99,43 @@ void send_reply(int control, const Reply& reply, int fd) {
     if (request.op == 'S') {
       int pair[2];
       if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
-        send_reply(control, Reply{-errno, 0}, -1);
+        send_reply(control, Reply{-errno, 0}, nullptr);
+        continue;
+      }
+      // The page of start slots the host and this worker share.
+      const int slots_fd = ::memfd_create("webexec-start-slots", MFD_CLOEXEC);
+      void* slots = MAP_FAILED;
+      if (slots_fd >= 0 && ::ftruncate(slots_fd, kSlotBytes) == 0) {
+        slots = ::mmap(nullptr, kSlotBytes, PROT_READ | PROT_WRITE, MAP_SHARED, slots_fd, 0);
+      }
+      if (slots == MAP_FAILED) {
+        const int error = errno;
+        if (slots_fd >= 0) ::close(slots_fd);
+        ::close(pair[0]);
+        ::close(pair[1]);
+        send_reply(control, Reply{-error, 0}, nullptr);
         continue;
       }
       const pid_t pid = ::fork();
       if (pid == 0) {
         ::close(control);
         ::close(pair[0]);
+        ::close(slots_fd);
         ::prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (::getppid() != self) ::_exit(0);
-        detail::worker_main(pair[1]);
+        detail::worker_main(pair[1], static_cast<webexec::detail::StartSlot*>(slots));
       }
+      ::munmap(slots, kSlotBytes);
       ::close(pair[1]);
       if (pid < 0) {
-        send_reply(control, Reply{-errno, 0}, -1);
+        send_reply(control, Reply{-errno, 0}, nullptr);
       } else {
         workers.insert(pid);
-        send_reply(control, Reply{pid, 0}, pair[0]);
+        const std::array<int, 2> fds{pair[0], slots_fd};
+        send_reply(control, Reply{pid, 0}, &fds);
       }
       ::close(pair[0]);
+      ::close(slots_fd);
     } else if (request.op == 'W') {
       int status = -1;
       if (workers.count(request.pid) != 0) {
@@ -117,7 +143,7 @@ void send_reply(int control, const Reply& reply, int fd) {
         }
         workers.erase(request.pid);
       }
-      send_reply(control, Reply{request.pid, status}, -1);
+      send_reply(control, Reply{request.pid, status}, nullptr);
     }
   }
 }
@@ -132,7 +158,7 @@ void forget_fork_server_in_child() {
   running.store(false);
 }
 
-Reply exchange(const Request& request, int* fd_out) {
+Reply exchange(const Request& request, std::array<int, 2>* fds_out) {
   ForkServer& s = server();
   if (s.control < 0) throw InvalidStateError("the fork server is not running");
   while (::send(s.control, &request, sizeof request, MSG_NOSIGNAL) < 0) {
@@ -143,7 +169,7 @@ Reply exchange(const Request& request, int* fd_out) {
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control_data{};
+  alignas(cmsghdr) std::array<char, CMSG_SPACE(2 * sizeof(int))> control_data{};
   msg.msg_control = control_data.data();
   msg.msg_controllen = control_data.size();
   ssize_t n = 0;
@@ -152,16 +178,19 @@ Reply exchange(const Request& request, int* fd_out) {
   if (n != static_cast<ssize_t>(sizeof reply)) {
     throw BrokenProcessPool("the fork server stopped answering (it died?)");
   }
-  if (fd_out != nullptr) {
-    *fd_out = -1;
+  if (fds_out != nullptr) {
+    *fds_out = {-1, -1};
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-        std::memcpy(fd_out, CMSG_DATA(c), sizeof(int));
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+          c->cmsg_len == CMSG_LEN(2 * sizeof(int))) {
+        std::memcpy(fds_out->data(), CMSG_DATA(c), 2 * sizeof(int));
       }
     }
   }
   return reply;
 }
+
+int reap_locked(pid_t pid) { return exchange(Request{'W', pid}, nullptr).status; }
 
 }  // namespace
 
@@ -218,19 +247,35 @@ namespace detail {
 SpawnedWorker spawn_worker() {
   ForkServer& s = server();
   const std::lock_guard lock(s.mutex);
-  int fd = -1;
-  const Reply reply = exchange(Request{'S', 0}, &fd);
-  if (reply.pid < 0 || fd < 0) {
+  std::array<int, 2> fds{-1, -1};
+  const Reply reply = exchange(Request{'S', 0}, &fds);
+  if (reply.pid < 0 || fds[0] < 0 || fds[1] < 0) {
+    for (const int fd : fds) {
+      if (fd >= 0) ::close(fd);
+    }
     throw std::system_error(reply.pid < 0 ? -reply.pid : EIO, std::generic_category(),
                             "fork of a worker process");
   }
-  return SpawnedWorker{reply.pid, fd};
+  void* slots = ::mmap(nullptr, kSlotBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fds[1], 0);
+  ::close(fds[1]);
+  if (slots == MAP_FAILED) {
+    const int error = errno;
+    ::close(fds[0]);
+    ::kill(reply.pid, SIGKILL);
+    reap_locked(reply.pid);
+    throw std::system_error(error, std::generic_category(), "mapping a worker's start slots");
+  }
+  return SpawnedWorker{reply.pid, fds[0], static_cast<webexec::detail::StartSlot*>(slots)};
 }
 
 int reap_worker(pid_t pid) {
   ForkServer& s = server();
   const std::lock_guard lock(s.mutex);
-  return exchange(Request{'W', pid}, nullptr).status;
+  return reap_locked(pid);
+}
+
+void unmap_slots(webexec::detail::StartSlot* slots) noexcept {
+  if (slots != nullptr) ::munmap(slots, kSlotBytes);
 }
 
 std::string describe_wait_status(int status) {

@@ -33,11 +33,16 @@ constexpr std::size_t kPipelineDepth = 4;
 struct Worker {
   pid_t pid = -1;
   int fd = -1;
+  StartSlot* slots = nullptr;  // shared with the worker process
+  std::size_t next_slot = 0;
   wire::FrameBuffer buffer;
-  // Jobs sent, oldest first; the front one is running, the rest wait in the
-  // socket and are requeued if the worker dies.
+  // Jobs sent, oldest first; the front one runs once the worker says it
+  // started; the rest wait in the socket, still pending (cancellable), and
+  // are requeued if the worker dies.
   std::deque<std::unique_ptr<ProcessJob>> jobs;
-  // Deadline of the front job, counted from when it started.
+  // True once the worker said the front job started.
+  bool front_started = false;
+  // Deadline of the front job, counted from when the worker started it.
   Clock::time_point deadline = Clock::time_point::max();
   int sent = 0;  // for max_tasks_per_child
 
@@ -132,6 +137,7 @@ class ProcessPool::Impl {
     auto worker = std::make_unique<Worker>();
     worker->pid = spawned.pid;
     worker->fd = spawned.fd;
+    worker->slots = spawned.slots;
     workers_.push_back(std::move(worker));
     publish_pids();
     return workers_.back().get();
@@ -141,6 +147,8 @@ class ProcessPool::Impl {
   int remove(Worker* w, bool kill) {
     if (kill) ::kill(w->pid, SIGKILL);
     ::close(w->fd);
+    for (auto& job : w->jobs) job->detach_slot(*job->state);  // before the slots go
+    webexec::process::detail::unmap_slots(w->slots);
     int status = -1;
     try {
       status = webexec::process::detail::reap_worker(w->pid);
@@ -156,16 +164,24 @@ class ProcessPool::Impl {
   /// the jobs that never started back in the queue, and reap it.
   void bury(Worker* w, bool kill, const std::string& what_happened,
             const std::exception_ptr& override_error = nullptr) {
+    const bool started = w->front_started;
+    for (auto& job : w->jobs) job->detach_slot(*job->state);
     std::deque<std::unique_ptr<ProcessJob>> jobs = std::move(w->jobs);
     const pid_t pid = w->pid;
     const int status = remove(w, kill);
     if (jobs.empty()) return;
-    std::unique_ptr<ProcessJob> running = std::move(jobs.front());
-    jobs.pop_front();
+    std::unique_ptr<ProcessJob> running;
+    // A job the worker never started (it died idle, e.g. killed from
+    // outside) is not its victim: it goes back to the queue like the rest.
+    if (started || override_error) {
+      running = std::move(jobs.front());
+      jobs.pop_front();
+    }
     if (!jobs.empty()) {
       const std::lock_guard lock(mutex_);
       for (auto it = jobs.rbegin(); it != jobs.rend(); ++it) pending_.push_front(std::move(*it));
     }
+    if (!running) return;
     if (override_error) {
       fail(*running, override_error);
       return;
@@ -176,30 +192,23 @@ class ProcessPool::Impl {
                        ") while running job '" + running->name + "'; the pool replaced it")));
   }
 
-  void start_clock(Worker* w) {
-    w->deadline = !w->jobs.empty() && w->jobs.front()->timeout
-                      ? Clock::now() + *w->jobs.front()->timeout
-                      : Clock::time_point::max();
-  }
-
-  /// Sends `job` to `w`; false if the worker is gone (the job is then handled).
-  bool send(Worker* w, std::unique_ptr<ProcessJob> job) {
+  /// Sends `job` to `w`, with a fresh start slot. A job cancelled since it
+  /// was queued is dropped instead.
+  void send(Worker* w, std::unique_ptr<ProcessJob> job) {
+    const std::size_t slot = w->next_slot++ % kSlotsPerWorker;
+    if (!job->attach_slot(*job->state, &w->slots[slot])) return;  // cancelled
     job->id = next_id_++;
     job->request["id"] = job->id;
+    job->request["slot"] = slot;
     const bool sent = wire::write_frame(w->fd, job->request);
     w->jobs.push_back(std::move(job));
     ++w->sent;
-    if (w->jobs.size() == 1) start_clock(w);
     if (!sent) bury(w, true, "could not be reached");
-    return sent;
   }
 
   [[nodiscard]] bool can_take(const Worker& w) const {
     if (w.jobs.size() >= kPipelineDepth) return false;
-    if (options_.max_tasks_per_child > 0 && w.sent >= options_.max_tasks_per_child) return false;
-    // A job with a time limit is not queued behind another: its clock
-    // would start late.
-    return w.jobs.empty() || !w.jobs.back()->timeout;
+    return options_.max_tasks_per_child <= 0 || w.sent < options_.max_tasks_per_child;
   }
 
   void dispatch() {
@@ -225,13 +234,10 @@ class ProcessPool::Impl {
         const std::lock_guard lock(mutex_);
         if (pending_.empty()) return;
         if (target == nullptr && !may_spawn) return;
-        if (target != nullptr && target->busy() && pending_.front()->timeout) return;
         job = std::move(pending_.front());
         pending_.pop_front();
       }
-      // A requeued job is already running (it was sent to a worker that died
-      // before starting it); a fresh one must still be pending.
-      if (job->id == 0 && !job->state->set_running_or_notify_cancel()) continue;  // cancelled
+      if (job->state->done()) continue;  // cancelled while queued
       if (target == nullptr) {
         try {
           target = spawn();
@@ -251,6 +257,23 @@ class ProcessPool::Impl {
       bury(w, true, "sent a message for no job it was running, so it was killed");
       return;
     }
+    if (message.contains("started")) {
+      // The worker won the start slot: from now on the job runs.
+      ProcessJob& job = *w->jobs.front();
+      job.detach_slot(*job.state);
+      static_cast<void>(job.state->set_running_or_notify_cancel());
+      w->front_started = true;
+      w->deadline = job.timeout ? Clock::now() + *job.timeout : Clock::time_point::max();
+      return;
+    }
+    if (message.contains("skipped")) {
+      // Cancelled while it waited in the worker's socket; the canceller
+      // completed its future.
+      std::unique_ptr<ProcessJob> job = std::move(w->jobs.front());
+      w->jobs.pop_front();
+      job->detach_slot(*job->state);
+      return;
+    }
     if (message.contains("progress")) {
       if (w->jobs.front()->progress) {
         w->jobs.front()->progress->set(progress_from_json(message["progress"]));
@@ -259,7 +282,8 @@ class ProcessPool::Impl {
     }
     std::unique_ptr<ProcessJob> job = std::move(w->jobs.front());
     w->jobs.pop_front();
-    start_clock(w);
+    w->front_started = false;
+    w->deadline = Clock::time_point::max();
     if (message.value("ok", false)) {
       job->complete(*job->state, message.value("result", nlohmann::json()));
     } else {
@@ -298,10 +322,21 @@ class ProcessPool::Impl {
     for (;;) {
       std::deque<std::unique_ptr<ProcessJob>> cancelled;
       bool stopping = false;
+      bool cancel_queued = false;
       {
         const std::lock_guard lock(mutex_);
         if (cancel_pending_) cancelled.swap(pending_);
+        cancel_queued = cancel_pending_;
         stopping = shutdown_;
+      }
+      if (cancel_queued) {
+        // Jobs waiting in a worker's socket are still pending too: cancel
+        // them through their start slots; the workers will skip them.
+        for (const auto& w : workers_) {
+          for (std::size_t i = w->front_started ? 1 : 0; i < w->jobs.size(); ++i) {
+            static_cast<void>(w->jobs[i]->state->cancel());
+          }
+        }
       }
       for (auto& job : cancelled) {
         // A requeued job already counts as running (its first worker died

@@ -2,6 +2,7 @@
 // job inside the context that came with it, write the result.
 #include <unistd.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -9,6 +10,7 @@
 #include "webexec/context.hpp"
 #include "webexec/detail/context_json.hpp"
 #include "webexec/detail/demangle.hpp"
+#include "webexec/detail/process_pool.hpp"
 #include "webexec/job_registry.hpp"
 #include "webexec/process/fork_server.hpp"
 
@@ -18,6 +20,7 @@ namespace webexec::process::detail {
 namespace {
 
 int channel_fd = -1;
+webexec::detail::StartSlot* start_slots = nullptr;
 
 nlohmann::json progress_to_json(const Progress& p) {
   nlohmann::json out = {{"fraction", p.fraction}, {"message", p.message}};
@@ -29,11 +32,23 @@ nlohmann::json progress_to_json(const Progress& p) {
 nlohmann::json run_request(int fd, const nlohmann::json& request) {
   const nlohmann::json& id = request.at("id");
   const nlohmann::json& ctx = request.at("ctx");
-  std::unique_ptr<App> app;
+  // The app of the previous job is reused while the host sends the same
+  // name and config and no job changed it: rebuilding costs more than a
+  // small job.
+  static std::unique_ptr<App> app;
+  static nlohmann::json app_json;
+  static std::uint64_t app_version = 0;
   static std::string no_app_reason;  // the block keeps a pointer; one job at a time
+  App* current = nullptr;
   if (!ctx.at("app").is_null()) {
-    app = std::make_unique<App>(ctx["app"].at("name").get<std::string>());
-    webexec::detail::config_from_json(ctx["app"].at("config"), app->config());
+    if (!app || app->config().version() != app_version || ctx["app"] != app_json) {
+      app.reset();
+      app = std::make_unique<App>(ctx["app"].at("name").get<std::string>());
+      webexec::detail::config_from_json(ctx["app"].at("config"), app->config());
+      app_json = ctx["app"];
+      app_version = app->config().version();
+    }
+    current = app.get();
   } else {
     no_app_reason = ctx.value("no_app_reason", std::string());
   }
@@ -43,12 +58,16 @@ nlohmann::json run_request(int fd, const nlohmann::json& request) {
         std::make_shared<const RequestContext>(webexec::detail::request_from_json(ctx["request"]));
   }
   webexec::detail::TaskContext task(
-      webexec::detail::make_block(app.get(), no_app_reason.c_str(), std::move(snapshot),
+      webexec::detail::make_block(current, no_app_reason.c_str(), std::move(snapshot),
                                   webexec::detail::g_from_json(ctx.at("g"))));
-  task.set_job(request.value("label", std::string()),
-               std::make_shared<webexec::detail::ProgressSlot>([fd, id](const Progress& p) {
-                 write_frame(fd, {{"id", id}, {"progress", progress_to_json(p)}});
-               }));
+  // Progress has somewhere to go only for stored futures.
+  std::shared_ptr<webexec::detail::ProgressSlot> progress;
+  if (request.value("progress", false)) {
+    progress = std::make_shared<webexec::detail::ProgressSlot>([fd, id](const Progress& p) {
+      write_frame(fd, {{"id", id}, {"progress", progress_to_json(p)}});
+    });
+  }
+  task.set_job(request.value("label", std::string()), std::move(progress));
   nlohmann::json result;
   webexec::detail::run_in_context(task, [&] {
     result = JobRegistry::global().invoke(request.at("job").get<std::string>(), request.at("args"));
@@ -60,14 +79,29 @@ nlohmann::json run_request(int fd, const nlohmann::json& request) {
 
 int current_worker_fd() noexcept { return channel_fd; }
 
-void worker_main(int fd) {
+void worker_main(int fd, webexec::detail::StartSlot* slots) {
   channel_fd = fd;
+  start_slots = slots;
   FrameBuffer buffer;
   for (;;) {
     bool garbage = false;
     auto request = read_frame(fd, buffer, garbage);
     if (!request) ::_exit(garbage ? 3 : 0);  // EOF: the host retired or left us
     nlohmann::json reply = {{"id", request->value("id", nlohmann::json())}};
+    // Claim the job's start slot: if the host cancelled it while it waited
+    // in this socket, skip it.
+    const auto slot = request->value("slot", std::size_t{0});
+    if (slot >= webexec::detail::kSlotsPerWorker) ::_exit(3);
+    std::uint32_t expected = webexec::detail::kSlotPending;
+    if (!start_slots[slot].compare_exchange_strong(expected, webexec::detail::kSlotStarted,
+                                                   std::memory_order_acq_rel)) {
+      reply["skipped"] = true;
+      if (!write_frame(fd, reply)) ::_exit(0);
+      continue;
+    }
+    // Tell the host the job started: if this process dies from now on, the
+    // job failed here; if it dies before, the host runs the job elsewhere.
+    if (!write_frame(fd, {{"id", reply["id"]}, {"started", true}})) ::_exit(0);
     try {
       reply["result"] = run_request(fd, *request);
       reply["ok"] = true;

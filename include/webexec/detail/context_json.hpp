@@ -27,7 +27,12 @@ WEBEXEC_API G g_from_json(const nlohmann::json& json);
 WEBEXEC_API nlohmann::json config_to_json(const Config& config);
 WEBEXEC_API void config_from_json(const nlohmann::json& json, Config& config);
 
+/// {"name", "config"} of an app.
+WEBEXEC_API nlohmann::json app_to_json(const App& app);
+
 /// {"app": {"name", "config"} | null, "no_app_reason", "request": ... | null, "g": ...}
-WEBEXEC_API nlohmann::json context_to_json(const TaskContext& ctx);
+/// `app_json`, if given, is app_to_json(*ctx.app()) computed beforehand.
+WEBEXEC_API nlohmann::json context_to_json(const TaskContext& ctx,
+                                           const nlohmann::json* app_json = nullptr);
 
 }  // namespace webexec::detail

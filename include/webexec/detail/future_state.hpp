@@ -127,7 +127,9 @@ class WEBEXEC_API StateBase : public QueueNode {
   }
 
   /// Python's `cancel()`: pending -> cancelled, true also if already cancelled.
-  bool cancel() noexcept;
+  /// Virtual so that a state whose task sits in another process can refuse
+  /// once that process has started it.
+  virtual bool cancel() noexcept;
 
   /// Python's `set_running_or_notify_cancel()`. Throws InvalidStateError
   /// unless pending or cancelled.
@@ -210,6 +212,15 @@ class WEBEXEC_API StateBase : public QueueNode {
 
   /// Publishes the final state, wakes sleepers and runs the callbacks.
   void complete(std::uint32_t final_state) noexcept;
+
+  enum class CancelStep { transitioned, already, refused };
+  /// The state-word half of cancel(): pending -> cancelled.
+  CancelStep cancel_state() noexcept;
+  /// The rest of cancel() after a transition: drop the task, complete.
+  void finish_cancel() noexcept {
+    drop_task();
+    complete(kCancelled);
+  }
 
   /// Calls the task's callable and stores the outcome (not published);
   /// overridden by task states. Called at most once, in the running state.

@@ -9,10 +9,13 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -22,8 +25,21 @@
 #include "webexec/context.hpp"
 #include "webexec/detail/export.hpp"
 #include "webexec/detail/future_state.hpp"
+#include "webexec/detail/spin.hpp"
 
 namespace webexec::detail {
+
+/// Start slots shared with a worker process (one page of memory both map):
+/// a job queued in a worker's socket has a slot that the worker moves from
+/// `pending` to `started` just before running it, and that cancel() moves
+/// to `cancelled`. Whoever moves it first wins, so a job queued ahead in a
+/// worker can still be cancelled, and never runs once cancel() said true.
+using StartSlot = std::atomic<std::uint32_t>;
+inline constexpr std::uint32_t kSlotFree = 0;
+inline constexpr std::uint32_t kSlotPending = 1;
+inline constexpr std::uint32_t kSlotStarted = 2;
+inline constexpr std::uint32_t kSlotCancelled = 3;
+inline constexpr std::size_t kSlotsPerWorker = 64;
 
 /// A future's state for a job that runs in a worker process; it carries
 /// the task's context so callbacks run in it on the host.
@@ -50,8 +66,45 @@ class ProcessTaskState final : public ResultState<R> {
     }
   }
 
+  /// Gives the job a start slot before it is sent; false if it was
+  /// cancelled meanwhile (then it must not be sent).
+  static bool attach_slot(StateBase& state, StartSlot* slot) noexcept {
+    auto& self = static_cast<ProcessTaskState&>(state);
+    const std::lock_guard lock(self.slot_lock_);
+    if (self.state() != FutureState::pending) return false;
+    slot->store(kSlotPending, std::memory_order_release);
+    self.slot_ = slot;
+    return true;
+  }
+
+  /// The job left its worker's queue (started, skipped, or the worker died).
+  static void detach_slot(StateBase& state) noexcept {
+    auto& self = static_cast<ProcessTaskState&>(state);
+    const std::lock_guard lock(self.slot_lock_);
+    self.slot_ = nullptr;
+  }
+
+  bool cancel() noexcept override {
+    typename ResultState<R>::CancelStep step = ResultState<R>::CancelStep::refused;
+    {
+      const std::lock_guard lock(slot_lock_);
+      if (slot_ != nullptr) {
+        std::uint32_t expected = kSlotPending;
+        if (!slot_->compare_exchange_strong(expected, kSlotCancelled, std::memory_order_acq_rel) &&
+            expected != kSlotCancelled) {
+          return false;  // the worker has started it
+        }
+      }
+      step = this->cancel_state();
+    }
+    if (step == ResultState<R>::CancelStep::transitioned) this->finish_cancel();
+    return step != ResultState<R>::CancelStep::refused;
+  }
+
  private:
   TaskContext ctx_;
+  SpinLock slot_lock_;
+  StartSlot* slot_ = nullptr;  // guarded by slot_lock_
 };
 
 /// One job on its way to a worker process.
@@ -67,6 +120,8 @@ struct ProcessJob {
   nlohmann::json request;      ///< {"job", "args", "ctx", "label"}; the pool adds "id"
   StateBase* state = nullptr;  ///< the future's state; this holds one reference
   void (*complete)(StateBase& state, const nlohmann::json& result) = nullptr;
+  bool (*attach_slot)(StateBase& state, StartSlot* slot) noexcept = nullptr;
+  void (*detach_slot)(StateBase& state) noexcept = nullptr;
   std::shared_ptr<ProgressSlot> progress;  ///< host-side slot of a stored future
   std::optional<std::chrono::steady_clock::duration> timeout;
   std::uint64_t id = 0;  ///< set by the pool when sent

@@ -27,10 +27,15 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 
 #include "webexec/detail/export.hpp"
+
+namespace webexec::detail {
+using StartSlot = std::atomic<std::uint32_t>;
+}  // namespace webexec::detail
 
 namespace webexec::process {
 
@@ -47,11 +52,16 @@ WEBEXEC_API int thread_count() noexcept;
 
 namespace detail {
 
-/// A worker process: its pid and the host's end of its socket.
+/// A worker process: its pid, the host's end of its socket, and the start
+/// slots it shares with the host (unmap with unmap_slots).
 struct SpawnedWorker {
   pid_t pid = -1;
   int fd = -1;
+  webexec::detail::StartSlot* slots = nullptr;
 };
+
+/// Releases the host's mapping of a worker's start slots.
+WEBEXEC_API void unmap_slots(webexec::detail::StartSlot* slots) noexcept;
 
 /// Forks a worker from the fork server. Thread-safe.
 WEBEXEC_API SpawnedWorker spawn_worker();
@@ -68,7 +78,7 @@ WEBEXEC_API std::string describe_wait_status(int status);
 WEBEXEC_API std::uint64_t jobs_known_to_workers() noexcept;
 
 /// Runs in a worker process: serves job requests on `fd` until EOF.
-[[noreturn]] void worker_main(int fd);
+[[noreturn]] void worker_main(int fd, webexec::detail::StartSlot* slots);
 
 /// In a worker process, the socket to the host (-1 elsewhere). Lets tests
 /// make a worker misbehave on purpose.
