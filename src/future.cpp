@@ -12,6 +12,7 @@
 
 #include <linux/futex.h>
 
+#include "webexec/detail/demangle.hpp"
 #include "webexec/errors.hpp"
 
 namespace webexec {
@@ -33,14 +34,7 @@ const char* to_string(FutureState state) noexcept {
 namespace {
 
 void default_error_handler(const char* where, const std::exception_ptr& error) {
-  std::string what = "unknown exception";
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    what = e.what();
-  } catch (...) {  // NOLINT(bugprone-empty-catch): a non-std exception has no message
-  }
-  std::fprintf(stderr, "webexec: exception in %s: %s\n", where, what.c_str());
+  std::fprintf(stderr, "webexec: exception in %s: %s\n", where, detail::what(error).c_str());
 }
 
 std::mutex& handler_mutex() {

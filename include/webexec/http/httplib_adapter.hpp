@@ -244,6 +244,12 @@ inline InstalledScope& installed_scope() {
   return slot;
 }
 
+inline void unknown_job(httplib::Response& res, const std::string& key) {
+  res.status = 404;
+  res.set_content(nlohmann::json{{"key", key}, {"error", "unknown job"}}.dump(),
+                  "application/json");
+}
+
 inline void echo_request_id(httplib::Response& res, const HttplibOptions& options,
                             const std::string& id) {
   if (options.echo_request_id && !res.has_header(options.request_id_header.c_str())) {
@@ -339,9 +345,7 @@ inline void mount_status_routes(httplib::Server& server, Executor& executor,
     const std::string key = req.matches[1].str();
     auto status = executor.futures().status(key);
     if (!status) {
-      res.status = 404;
-      res.set_content(nlohmann::json{{"key", key}, {"error", "unknown job"}}.dump(),
-                      "application/json");
+      detail::unknown_job(res, key);
       return;
     }
     const std::string state = (*status)["state"];
@@ -353,9 +357,7 @@ inline void mount_status_routes(httplib::Server& server, Executor& executor,
     const std::string key = req.matches[1].str();
     auto cancelled = executor.futures().cancel(key);
     if (!cancelled) {
-      res.status = 404;
-      res.set_content(nlohmann::json{{"key", key}, {"error", "unknown job"}}.dump(),
-                      "application/json");
+      detail::unknown_job(res, key);
       return;
     }
     const auto state = executor.futures().state(key);
