@@ -14,14 +14,22 @@ void JobRegistry::add_erased(std::string name, Invoker invoke, const std::type_i
   if (name.empty()) throw std::invalid_argument("a job name must not be empty");
   const std::lock_guard lock(mutex_);
   if (const auto it = jobs_.find(name); it != jobs_.end()) {
-    if (it->second.type == std::type_index(type)) return;
+    // The same function again (two executors wrapping one job) is fine; a
+    // different function of the same type (two function pointers) is not.
+    if (it->second.type == std::type_index(type) && it->second.address == address) return;
+    if (it->second.type == std::type_index(type)) {
+      throw std::invalid_argument("job '" + name +
+                                  "' is already registered for another function of the same "
+                                  "type");
+    }
     throw std::invalid_argument("job '" + name + "' is already registered for a " +
                                 detail::demangle(it->second.type.name()) + "; cannot register a " +
                                 detail::demangle(type.name()));
   }
   const std::uint64_t sequence = jobs_.size() + 1;
   if (address != nullptr) names_by_address_.emplace(address, name);
-  jobs_.emplace(std::move(name), Entry{std::move(invoke), std::type_index(type), sequence});
+  jobs_.emplace(std::move(name),
+                Entry{std::move(invoke), std::type_index(type), sequence, address});
 }
 
 std::string JobRegistry::name_of_address(const void* address) const {

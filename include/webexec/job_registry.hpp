@@ -86,10 +86,10 @@ class WEBEXEC_API JobRegistry {
   /// The process-wide registry.
   static JobRegistry& global();
 
-  /// Registers `fn` under `name`. Registering the same name again with a
-  /// function of the same type is a no-op (two executors may wrap one job).
+  /// Registers `fn` under `name`. Registering the same function under the
+  /// same name again is a no-op (two executors may wrap one job).
   /// Throws: `std::invalid_argument` if `name` is empty or already taken by
-  /// a function of another type.
+  /// another function.
   template <typename Fn>
   void add(std::string name, Fn fn) {
     using Sig = detail::job_signature_t<Fn>;
@@ -142,6 +142,7 @@ class WEBEXEC_API JobRegistry {
     Invoker invoke;
     std::type_index type;
     std::uint64_t sequence;
+    const void* address;  // for function pointers, else null
   };
   void add_erased(std::string name, Invoker invoke, const std::type_info& type,
                   const void* address);

@@ -44,7 +44,8 @@ struct Worker {
   bool front_started = false;
   // Deadline of the front job, counted from when the worker started it.
   Clock::time_point deadline = Clock::time_point::max();
-  int sent = 0;  // for max_tasks_per_child
+  int sent = 0;              // for max_tasks_per_child
+  bool unreachable = false;  // a send failed: it is being killed
 
   [[nodiscard]] bool busy() const noexcept { return !jobs.empty(); }
 };
@@ -203,11 +204,18 @@ class ProcessPool::Impl {
     const bool sent = wire::write_frame(w->fd, job->request);
     w->jobs.push_back(std::move(job));
     ++w->sent;
-    if (!sent) bury(w, true, "could not be reached");
+    if (!sent) {
+      // The worker is dying or dead. Do not bury it here: what it wrote
+      // before (results, "started") is still unread. Make sure it dies,
+      // send it nothing more, and let the poll loop read to EOF; the job
+      // just queued was never started, so it will run elsewhere.
+      w->unreachable = true;
+      ::kill(w->pid, SIGKILL);
+    }
   }
 
   [[nodiscard]] bool can_take(const Worker& w) const {
-    if (w.jobs.size() >= kPipelineDepth) return false;
+    if (w.unreachable || w.jobs.size() >= kPipelineDepth) return false;
     return options_.max_tasks_per_child <= 0 || w.sent < options_.max_tasks_per_child;
   }
 
