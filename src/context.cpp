@@ -154,8 +154,12 @@ ContextRef make_block(App* app, const char* no_app_reason,
   return ContextRef(block);
 }
 
-TaskContext::TaskContext(const TaskContext& other) : block_(other.block_) {
-  if (other.extra_) extra_ = std::make_unique<TaskExtra>(*other.extra_);
+TaskContext::TaskContext(const TaskContext& other) {
+  if (other.has_extra()) {
+    bits_ = reinterpret_cast<std::uintptr_t>(new TaskExtra(*other.extra_ptr())) | 1U;  // NOLINT
+  } else {
+    bits_ = reinterpret_cast<std::uintptr_t>(other.block_ref().release());  // NOLINT
+  }
 }
 
 TaskContext& TaskContext::operator=(const TaskContext& other) {
@@ -166,15 +170,34 @@ TaskContext& TaskContext::operator=(const TaskContext& other) {
   return *this;
 }
 
+void TaskContext::reset() noexcept {
+  if (has_extra()) {
+    delete extra_ptr();
+  } else {
+    const ContextRef adopt(reinterpret_cast<ContextBlock*>(bits_));  // NOLINT: releases it
+  }
+  bits_ = 0;
+}
+
+ContextRef TaskContext::block_ref() const noexcept {
+  ContextBlock* b = block();
+  if (b != nullptr) b->refs.fetch_add(1, std::memory_order_relaxed);
+  return ContextRef(b);
+}
+
 TaskExtra& TaskContext::extra() {
-  if (!extra_) extra_ = std::make_unique<TaskExtra>();
-  return *extra_;
+  if (!has_extra()) {
+    auto* e = new TaskExtra();
+    e->block = ContextRef(reinterpret_cast<ContextBlock*>(bits_));  // NOLINT: takes the reference
+    bits_ = reinterpret_cast<std::uintptr_t>(e) | 1U;               // NOLINT: pointer bits
+  }
+  return *extra_ptr();
 }
 
 G& TaskContext::g() {
   TaskExtra& e = extra();
   if (!e.own_g) {
-    if (block_) e.g = block_->g;
+    if (e.block) e.g = e.block->g;
     e.own_g = true;
   }
   return e.g;
@@ -182,13 +205,14 @@ G& TaskContext::g() {
 
 const G& TaskContext::current_g() const noexcept {
   static const G empty;
-  if (extra_ && extra_->own_g) return extra_->g;
-  return block_ ? block_->g : empty;
+  if (has_own_g()) return extra_ptr()->g;
+  const ContextBlock* b = block();
+  return b != nullptr ? b->g : empty;
 }
 
 const std::string& TaskContext::label() const noexcept {
   static const std::string none;
-  return extra_ ? extra_->label : none;
+  return has_extra() ? extra_ptr()->label : none;
 }
 
 void TaskContext::set_job(std::string label, std::shared_ptr<ProgressSlot> progress) {

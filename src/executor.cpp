@@ -42,12 +42,14 @@ TaskContext capture_context(const ExecutorSettings& settings) {
     // Nested submit: the parent's block as is, unless it belongs to another
     // executor or the parent has its own (possibly changed) g.
     const TaskContext& parent = *a.task;
-    if (parent.block() && parent.block()->executor_id == settings.id && !parent.has_own_g()) {
-      return TaskContext(parent.block());
+    if (parent.block() != nullptr && parent.block()->executor_id == settings.id &&
+        !parent.has_own_g()) {
+      return TaskContext(parent.block_ref());
     }
     const G g = settings.push_app_context ? parent.current_g() : G();
-    return TaskContext(make_block(
-        app, kNoAppReason, parent.block() ? parent.block()->request : nullptr, g, &settings));
+    return TaskContext(make_block(app, kNoAppReason,
+                                  parent.block() != nullptr ? parent.block()->request : nullptr, g,
+                                  &settings));
   }
   if (a.request != nullptr) {
     ContextRef& cached = a.request->cached_block();

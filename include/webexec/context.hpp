@@ -233,6 +233,8 @@ class WEBEXEC_API ContextRef {
     }
   }
   ContextBlock* get() const noexcept { return block_; }
+  /// Gives up ownership without releasing the reference.
+  ContextBlock* release() noexcept { return std::exchange(block_, nullptr); }
   ContextBlock* operator->() const noexcept { return block_; }
   explicit operator bool() const noexcept { return block_ != nullptr; }
 
@@ -242,8 +244,9 @@ class WEBEXEC_API ContextRef {
 
 /// The per-task part of a context, made only when needed: the task's own
 /// g (on its first g() call) and, for stored futures and jobs, the label
-/// used in error reports and the progress slot.
+/// used in error reports and the progress slot. It owns the block reference.
 struct TaskExtra {
+  ContextRef block;
   G g;
   bool own_g = false;
   std::string label;
@@ -251,44 +254,69 @@ struct TaskExtra {
 };
 
 /// What a running task or callback sees as its context: a shared block plus
-/// lazily made per-task extras. Two pointers, so a task carries 16 bytes.
+/// lazily made per-task extras, in one word: a task carries 8 bytes.
 /// Copying gives the copy its own g (copy-on-write).
 class WEBEXEC_API TaskContext {
  public:
   TaskContext() noexcept = default;
-  explicit TaskContext(ContextRef block) noexcept : block_(std::move(block)) {}
+  explicit TaskContext(ContextRef block) noexcept
+      : bits_(reinterpret_cast<std::uintptr_t>(block.release())) {}  // NOLINT: pointer bits
   TaskContext(const TaskContext& other);
   TaskContext& operator=(const TaskContext& other);
-  TaskContext(TaskContext&&) noexcept = default;
-  TaskContext& operator=(TaskContext&&) noexcept = default;
-  ~TaskContext() = default;
+  TaskContext(TaskContext&& other) noexcept : bits_(std::exchange(other.bits_, 0)) {}
+  TaskContext& operator=(TaskContext&& other) noexcept {
+    if (this != &other) {
+      reset();
+      bits_ = std::exchange(other.bits_, 0);
+    }
+    return *this;
+  }
+  ~TaskContext() { reset(); }
 
-  [[nodiscard]] App* app() const noexcept { return block_ ? block_->app : nullptr; }
+  /// The shared block (null for an empty context).
+  [[nodiscard]] ContextBlock* block() const noexcept {
+    return has_extra() ? extra_ptr()->block.get()
+                       : reinterpret_cast<ContextBlock*>(bits_);  // NOLINT: pointer bits
+  }
+  /// A new reference to the block.
+  [[nodiscard]] ContextRef block_ref() const noexcept;
+
+  [[nodiscard]] App* app() const noexcept {
+    const ContextBlock* b = block();
+    return b != nullptr ? b->app : nullptr;
+  }
   [[nodiscard]] const char* no_app_reason() const noexcept {
-    return block_ ? block_->no_app_reason : nullptr;
+    const ContextBlock* b = block();
+    return b != nullptr ? b->no_app_reason : nullptr;
   }
   [[nodiscard]] const RequestContext* request() const noexcept {
-    return block_ ? block_->request.get() : nullptr;
+    const ContextBlock* b = block();
+    return b != nullptr ? b->request.get() : nullptr;
   }
-  [[nodiscard]] const ContextRef& block() const noexcept { return block_; }
 
   /// The task's own g, copied from the block's on first use.
   G& g();
   /// The g a nested submit copies: the task's own if made, else the block's.
   [[nodiscard]] const G& current_g() const noexcept;
-  [[nodiscard]] bool has_own_g() const noexcept { return extra_ && extra_->own_g; }
+  [[nodiscard]] bool has_own_g() const noexcept { return has_extra() && extra_ptr()->own_g; }
 
   [[nodiscard]] ProgressSlot* progress() const noexcept {
-    return extra_ ? extra_->progress.get() : nullptr;
+    return has_extra() ? extra_ptr()->progress.get() : nullptr;
   }
   [[nodiscard]] const std::string& label() const noexcept;
   void set_job(std::string label, std::shared_ptr<ProgressSlot> progress);
 
  private:
+  // One word: a ContextBlock*, or (low bit set) a TaskExtra* that owns the
+  // block reference. Most tasks never need extras and carry 8 bytes.
+  [[nodiscard]] bool has_extra() const noexcept { return (bits_ & 1U) != 0; }
+  [[nodiscard]] TaskExtra* extra_ptr() const noexcept {
+    return reinterpret_cast<TaskExtra*>(bits_ & ~std::uintptr_t{1});  // NOLINT: pointer bits
+  }
   TaskExtra& extra();
+  void reset() noexcept;
 
-  ContextRef block_;
-  std::unique_ptr<TaskExtra> extra_;
+  std::uintptr_t bits_ = 0;
 };
 
 /// A request being handled, made current by a web adapter for the duration
