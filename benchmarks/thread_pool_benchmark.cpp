@@ -4,6 +4,8 @@
 //   build/release/benchmarks/thread_pool_benchmark --benchmark_repetitions=5
 // The argument of each benchmark is the number of worker threads; compare a
 // webexec row with the Asio row of the same argument from the same run.
+#include <malloc.h>
+
 #include <cstdint>
 #include <future>
 #include <vector>
@@ -122,4 +124,16 @@ BENCHMARK(BM_AsioThreadPool_PingPong)->Arg(1)->Arg(2)->UseRealTime()->Unit(bench
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  // Keep freed memory in the process between iterations: otherwise glibc
+  // returns the ~80 MB of a million task states to the kernel after each
+  // iteration, and the next one measures page faults, by an amount that
+  // depends on which benchmark ran before. Applies to every benchmark here.
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TOP_PAD, 256 << 20);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -129,7 +129,15 @@ Ambient& ambient() noexcept {
   return current;
 }
 
-RequestScope::~RequestScope() = default;
+RequestScope::~RequestScope() { set_cached_block(ContextRef()); }
+
+void RequestScope::set_cached_block(ContextRef block) noexcept {
+  // Give back the references taken in advance; the cached reference itself
+  // keeps the count above zero meanwhile.
+  if (prepaid_ != 0) cached_block_->refs.fetch_sub(prepaid_, std::memory_order_relaxed);
+  prepaid_ = 0;
+  cached_block_ = std::move(block);
+}
 
 const std::shared_ptr<const RequestContext>& RequestScope::snapshot() {
   if (!snapshot_) snapshot_ = build_snapshot();

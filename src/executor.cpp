@@ -52,14 +52,15 @@ TaskContext capture_context(const ExecutorSettings& settings) {
                                   &settings));
   }
   if (a.request != nullptr) {
-    ContextRef& cached = a.request->cached_block();
+    const ContextRef& cached = a.request->cached_block();
     const G& g = a.request->g();
     if (!cached || cached->executor_id != settings.id ||
         (settings.push_app_context && !cached->g.shares_storage_with(g))) {
-      cached = make_block(app, kNoAppReason, a.request->snapshot(),
-                          settings.push_app_context ? g : G(), &settings, settings.id);
+      a.request->set_cached_block(make_block(app, kNoAppReason, a.request->snapshot(),
+                                             settings.push_app_context ? g : G(), &settings,
+                                             settings.id));
     }
-    return TaskContext(cached);
+    return TaskContext(a.request->take_cached_block());
   }
   return TaskContext(settings.default_block);
 }
@@ -344,8 +345,7 @@ void Executor::add_default_done_callback(std::function<void(const AnyFuture&)> f
   has_default_callbacks_.store(true, std::memory_order_release);
 }
 
-void Executor::attach_default_callbacks(detail::StateBase& task) {
-  if (!has_default_callbacks_.load(std::memory_order_acquire)) return;
+void Executor::attach_default_callbacks_slow(detail::StateBase& task) {
   std::shared_ptr<const std::vector<std::shared_ptr<const detail::DefaultCallback>>> callbacks;
   {
     const std::lock_guard lock(callbacks_mutex_);

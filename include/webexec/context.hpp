@@ -336,7 +336,20 @@ class WEBEXEC_API RequestScope {
   /// The context block last built for this request, reused while g is
   /// unchanged (the cached copy shares g's storage, so any write to g
   /// detaches it and the next submit builds a new block).
-  ContextRef& cached_block() noexcept { return cached_block_; }
+  [[nodiscard]] const ContextRef& cached_block() const noexcept { return cached_block_; }
+  void set_cached_block(ContextRef block) noexcept;
+
+  /// A new reference to the cached block. References are taken from the
+  /// block's count in batches, so most submits of a request pay no atomic
+  /// operation for their context.
+  ContextRef take_cached_block() noexcept {
+    if (prepaid_ == 0) {
+      cached_block_->refs.fetch_add(kPrepaid, std::memory_order_relaxed);
+      prepaid_ = kPrepaid;
+    }
+    --prepaid_;
+    return ContextRef(cached_block_.get());
+  }
 
  protected:
   [[nodiscard]] virtual std::shared_ptr<const RequestContext> build_snapshot() const = 0;
@@ -345,7 +358,9 @@ class WEBEXEC_API RequestScope {
   App* app_;
   G g_;
   std::shared_ptr<const RequestContext> snapshot_;
+  static constexpr long kPrepaid = 64;
   ContextRef cached_block_;
+  long prepaid_ = 0;  // references to cached_block_ taken but not handed out
 };
 
 /// The context the current thread runs in.
@@ -382,12 +397,14 @@ WEBEXEC_API void run_teardown(TaskContext& ctx, std::exception_ptr error) noexce
 
 class ScopedTask {
  public:
-  explicit ScopedTask(TaskContext& ctx) noexcept : previous_(std::exchange(ambient().task, &ctx)) {}
+  explicit ScopedTask(TaskContext& ctx) noexcept
+      : ambient_(ambient()), previous_(std::exchange(ambient_.task, &ctx)) {}
   ScopedTask(const ScopedTask&) = delete;
   ScopedTask& operator=(const ScopedTask&) = delete;
-  ~ScopedTask() { ambient().task = previous_; }
+  ~ScopedTask() { ambient_.task = previous_; }
 
  private:
+  Ambient& ambient_;
   TaskContext* previous_;
 };
 

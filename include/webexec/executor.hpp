@@ -420,7 +420,10 @@ class WEBEXEC_API Executor {
   [[noreturn]] void throw_not_process_callable(const std::string& job) const;
 
   ThreadPoolExecutor& engine();
-  void attach_default_callbacks(detail::StateBase& task);
+  void attach_default_callbacks(detail::StateBase& task) {
+    if (has_default_callbacks_.load(std::memory_order_acquire)) attach_default_callbacks_slow(task);
+  }
+  void attach_default_callbacks_slow(detail::StateBase& task);
 
   detail::ExecutorSettings settings_;
   FutureCollection futures_;
