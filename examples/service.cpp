@@ -159,9 +159,17 @@ int main(int argc, char** argv) try {
   running_server = &server;
   std::signal(SIGINT, [](int) { running_server->stop(); });
   std::signal(SIGTERM, [](int) { running_server->stop(); });
-  std::printf("webexec example service on http://127.0.0.1:%d (Ctrl-C stops)\n", port);
+  const int bound = port == 0 ? server.bind_to_any_port("127.0.0.1")
+                              : (server.bind_to_port("127.0.0.1", port) ? port : -1);
+  if (bound <= 0) {
+    std::fprintf(stderr, "cannot listen on 127.0.0.1:%d\n", port);
+    return 1;
+  }
+  // httplib listens with a backlog of 5: bursts of polling clients get reset.
+  webexec::http::set_listen_backlog(bound);
+  std::printf("webexec example service on http://127.0.0.1:%d (Ctrl-C stops)\n", bound);
   std::fflush(stdout);
-  if (!server.listen("127.0.0.1", port)) {
+  if (!server.listen_after_bind()) {
     std::fprintf(stderr, "cannot listen on 127.0.0.1:%d\n", port);
     return 1;
   }

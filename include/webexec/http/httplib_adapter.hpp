@@ -35,17 +35,22 @@
 /// ```
 #pragma once
 
+#include <sys/socket.h>
+
 #include <atomic>
 #include <cctype>
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <random>
 #include <string>
 #include <string_view>
 #include <utility>
 
+#include <arpa/inet.h>
 #include <httplib.h>
+#include <netinet/in.h>
 #include <nlohmann/json.hpp>
 
 #include "webexec/app.hpp"
@@ -317,6 +322,40 @@ inline httplib::Server::Handler wrap(App& app, httplib::Server::Handler handler,
     handler(req, res);
     detail::echo_request_id(res, options, scope.request_id());
   };
+}
+
+/// Raises the listen backlog of the socket `server` is bound to on `port`.
+///
+/// cpp-httplib 0.11.4 listens with a backlog of 5, so a burst of new
+/// connections (many clients starting to poll at once) gets some of them
+/// reset. Call between `bind_to_port` and `listen_after_bind`. The socket
+/// is private to httplib, so it is found among the process's descriptors:
+/// the listening socket bound to `port`. Returns false if none is found.
+inline bool set_listen_backlog(int port, int backlog = 1024) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    int fd = -1;
+    try {
+      fd = std::stoi(entry.path().filename().string());
+    } catch (const std::exception&) {
+      continue;
+    }
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || listening == 0) {
+      continue;
+    }
+    sockaddr_storage addr{};
+    socklen_t addr_len = sizeof addr;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &addr_len) != 0) continue;  // NOLINT
+    int bound = -1;
+    if (addr.ss_family == AF_INET) {
+      bound = ntohs(reinterpret_cast<const sockaddr_in*>(&addr)->sin_port);  // NOLINT
+    } else if (addr.ss_family == AF_INET6) {
+      bound = ntohs(reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_port);  // NOLINT
+    }
+    if (bound == port) return ::listen(fd, backlog) == 0;
+  }
+  return false;
 }
 
 /// Answers 202 Accepted for a stored job: `Location: <prefix>/<key>`,
