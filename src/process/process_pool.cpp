@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <csignal>
 #include <cstdint>
 #include <deque>
@@ -96,12 +97,23 @@ class ProcessPool::Impl {
   }
 
   void shutdown(bool wait, bool cancel_futures) {
+    std::uint64_t ticket = 0;
     {
       const std::lock_guard lock(mutex_);
       shutdown_ = true;
       cancel_pending_ = cancel_pending_ || cancel_futures;
+      if (cancel_futures) ticket = ++cancel_requests_;
     }
     wake();
+    // As in Python, queued futures are cancelled when shutdown returns, even
+    // with wait=false: wait for the dispatcher to have cancelled them (it
+    // owns the jobs queued in workers' sockets). From the dispatcher itself
+    // (a done callback) that happens on its next turn instead.
+    if (ticket != 0 && dispatcher_.joinable() &&
+        dispatcher_.get_id() != std::this_thread::get_id()) {
+      std::unique_lock lock(mutex_);
+      cancelled_cv_.wait(lock, [&] { return cancels_done_ >= ticket || dispatcher_done_; });
+    }
     if (wait && dispatcher_.joinable()) {
       if (dispatcher_.get_id() == std::this_thread::get_id()) {
         throw InvalidStateError(
@@ -331,10 +343,12 @@ class ProcessPool::Impl {
       std::deque<std::unique_ptr<ProcessJob>> cancelled;
       bool stopping = false;
       bool cancel_queued = false;
+      std::uint64_t cancel_ticket = 0;
       {
         const std::lock_guard lock(mutex_);
         if (cancel_pending_) cancelled.swap(pending_);
         cancel_queued = cancel_pending_;
+        cancel_ticket = cancel_requests_;
         stopping = shutdown_;
       }
       if (cancel_queued) {
@@ -347,8 +361,8 @@ class ProcessPool::Impl {
         }
       }
       for (auto& job : cancelled) {
-        // A requeued job already counts as running (its first worker died
-        // before starting it), so it cannot be cancelled: fail it instead.
+        // Queued jobs are pending; should one not be cancellable, fail it
+        // rather than drop it.
         if (!job->state->cancel()) {
           fail(*job, std::make_exception_ptr(CancelledError(
                          "job '" + job->name +
@@ -356,6 +370,13 @@ class ProcessPool::Impl {
         }
       }
       cancelled.clear();
+      if (cancel_queued) {
+        {
+          const std::lock_guard lock(mutex_);
+          cancels_done_ = cancel_ticket;
+        }
+        cancelled_cv_.notify_all();
+      }
 
       dispatch();
 
@@ -419,6 +440,11 @@ class ProcessPool::Impl {
       }
     }
     while (!workers_.empty()) bury(workers_.back().get(), workers_.back()->busy(), "stopped");
+    {
+      const std::lock_guard lock(mutex_);
+      dispatcher_done_ = true;
+    }
+    cancelled_cv_.notify_all();
   }
 
   Worker* find(pid_t pid) {
@@ -434,9 +460,13 @@ class ProcessPool::Impl {
   std::deque<std::unique_ptr<ProcessJob>> pending_;  // guarded by mutex_
   bool shutdown_ = false;                            // guarded by mutex_
   bool cancel_pending_ = false;                      // guarded by mutex_
-  std::vector<pid_t> pids_;                          // guarded by mutex_
-  std::vector<std::unique_ptr<Worker>> workers_;     // dispatcher thread only
-  std::uint64_t next_id_ = 1;                        // dispatcher thread only
+  std::uint64_t cancel_requests_ = 0;                // guarded by mutex_
+  std::uint64_t cancels_done_ = 0;                   // guarded by mutex_
+  bool dispatcher_done_ = false;                     // guarded by mutex_
+  std::condition_variable cancelled_cv_;
+  std::vector<pid_t> pids_;                       // guarded by mutex_
+  std::vector<std::unique_ptr<Worker>> workers_;  // dispatcher thread only
+  std::uint64_t next_id_ = 1;                     // dispatcher thread only
   std::thread dispatcher_;
 };
 
