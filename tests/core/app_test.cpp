@@ -12,19 +12,11 @@
 
 #include <gtest/gtest.h>
 
+#include "support/core_fixtures.hpp"
+
 namespace {
 
-/// The message of an exception_ptr's exception, "" if null or not a std::exception.
-std::string what_of(const std::exception_ptr& error) {
-  if (!error) return {};
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    return e.what();
-  } catch (...) {
-    return {};
-  }
-}
+using webexec_test::core::what_of;
 
 struct Widget {
   int value = 0;

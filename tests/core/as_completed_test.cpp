@@ -24,48 +24,14 @@
 #include "webexec/future.hpp"
 #include "webexec/thread_pool_executor.hpp"
 
+#include "support/core_fixtures.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
-
-class TestError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
-/// Tasks wait behind a Gate until the test opens it. Declare it after the
-/// pool: if the test leaves early, the unset promise breaks, which releases
-/// the waiters, so the pool's destructor cannot wait for ever.
-class Gate {
- public:
-  void open() { promise_.set_value(); }
-  [[nodiscard]] std::shared_future<void> waiter() const { return opened_; }
-
- private:
-  std::promise<void> promise_;
-  std::shared_future<void> opened_ = promise_.get_future().share();
-};
-
-/// Futures in every state, backed by promises that live as long as this.
-struct Fixtures {
-  Fixtures() {
-    EXPECT_TRUE(running_promise.set_running_or_notify_cancel());
-    EXPECT_TRUE(cancelled.cancel());
-    failed_promise.set_exception(std::make_exception_ptr(TestError("fixture failure")));
-    successful_promise.set_result(42);
-  }
-
-  webexec::Promise<int> pending_promise;
-  webexec::Promise<int> running_promise;
-  webexec::Promise<int> cancelled_promise;
-  webexec::Promise<int> failed_promise;
-  webexec::Promise<int> successful_promise;
-  webexec::Future<int> pending = pending_promise.future();
-  webexec::Future<int> running = running_promise.future();
-  webexec::Future<int> cancelled = cancelled_promise.future();
-  webexec::Future<int> failed = failed_promise.future();
-  webexec::Future<int> successful = successful_promise.future();
-};
+using webexec_test::core::Gate;
+using webexec_test::core::TestError;
+using Fixtures = webexec_test::core::StateFixtures;
 
 using Futures = std::vector<webexec::AnyFuture>;
 

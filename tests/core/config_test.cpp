@@ -13,22 +13,13 @@
 
 #include <gtest/gtest.h>
 
+#include "support/core_fixtures.hpp"
+
 namespace {
 
 using webexec::Config;
 using webexec::ConfigValue;
-
-/// Calls `fn` and returns the what() of the `E` it throws; fails if it throws nothing.
-template <typename E, typename Fn>
-std::string message_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const E& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an exception";
-  return {};
-}
+using webexec_test::core::message_of;
 
 TEST(ConfigTest, SetAndGetAString) {
   Config config;

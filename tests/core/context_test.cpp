@@ -17,7 +17,11 @@
 #include "webexec/errors.hpp"
 #include "webexec/executor.hpp"
 
+#include "support/core_fixtures.hpp"
+
 namespace {
+
+using webexec_test::core::message_of;
 
 /// A request being handled, as a web adapter would make one; counts how often
 /// its snapshot is built.
@@ -41,18 +45,6 @@ class TestRequest : public webexec::detail::RequestScope {
   std::string path_;
   mutable std::atomic<int> builds_{0};
 };
-
-/// Calls `fn` and returns the what() of the `E` it throws; fails if it throws nothing.
-template <typename E, typename Fn>
-std::string message_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const E& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an exception";
-  return {};
-}
 
 // ---------------------------------------------------------------- G
 

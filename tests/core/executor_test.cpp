@@ -34,9 +34,16 @@
 #include "webexec/future.hpp"
 #include "webexec/thread_pool_executor.hpp"
 
+#include "support/core_fixtures.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
+using webexec_test::core::Gate;
+using webexec_test::core::message_of;
+using webexec_test::core::ScopedErrorHandler;
+using webexec_test::core::threads_named;
+using webexec_test::core::what_of;
 
 /// Upper bound for waits that should end almost at once; reaching it fails the test.
 constexpr auto kPatience = 10s;
@@ -58,19 +65,6 @@ class TestRequest : public webexec::detail::RequestScope {
 
  private:
   std::string path_;
-};
-
-/// Tasks wait on a copy of waiter() until the test opens the gate. Declare it
-/// after the executor: if the test leaves early, the unset promise breaks,
-/// which releases the waiters, so the executor's destructor cannot hang.
-class Gate {
- public:
-  void open() { promise_.set_value(); }
-  [[nodiscard]] std::shared_future<void> waiter() const { return opened_; }
-
- private:
-  std::promise<void> promise_;
-  std::shared_future<void> opened_ = promise_.get_future().share();
 };
 
 /// A thread-safe counter the test can wait on (with a bound, so a bug fails
@@ -168,19 +162,6 @@ class ReportLog {
   std::vector<webexec::ErrorReport> reports_;
 };
 
-/// Installs a webexec error handler for one test and restores the previous one.
-class ScopedErrorHandler {
- public:
-  explicit ScopedErrorHandler(webexec::ErrorHandler handler)
-      : previous_(webexec::set_error_handler(std::move(handler))) {}
-  ScopedErrorHandler(const ScopedErrorHandler&) = delete;
-  ScopedErrorHandler& operator=(const ScopedErrorHandler&) = delete;
-  ~ScopedErrorHandler() { webexec::set_error_handler(std::move(previous_)); }
-
- private:
-  webexec::ErrorHandler previous_;
-};
-
 /// Sets an environment variable for one test.
 class ScopedEnv {
  public:
@@ -195,30 +176,6 @@ class ScopedEnv {
   std::string name_;
 };
 
-/// The message of an exception_ptr's exception, "" if null or not a std::exception.
-std::string what_of(const std::exception_ptr& error) {
-  if (!error) return {};
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    return e.what();
-  } catch (...) {
-    return {};
-  }
-}
-
-/// Calls `fn` and returns the what() of the `E` it throws; fails if it throws nothing.
-template <typename E, typename Fn>
-std::string message_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const E& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an exception";
-  return {};
-}
-
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
@@ -232,17 +189,6 @@ std::string describe_context() {
   out += " user=";
   out += webexec::has_app_context() ? webexec::g().get_or<std::string>("user", "-") : "-";
   return out;
-}
-
-/// How many of this process's threads have a /proc comm name starting with `prefix`.
-std::size_t threads_named(const std::string& prefix) {
-  std::size_t count = 0;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) {
-    std::ifstream comm(entry.path() / "comm");
-    std::string name;
-    if (std::getline(comm, name) && name.starts_with(prefix)) ++count;
-  }
-  return count;
 }
 
 // ---------------------------------------------------------------- construction

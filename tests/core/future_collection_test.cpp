@@ -26,11 +26,14 @@
 #include "webexec/executor.hpp"
 #include "webexec/future.hpp"
 
+#include "support/core_fixtures.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
 using webexec::FutureCollection;
 using webexec::FutureState;
+using webexec_test::core::Gate;
 
 /// Upper bound for waits that should end almost at once; reaching it fails the test.
 constexpr auto kPatience = 10s;
@@ -41,18 +44,6 @@ webexec::Future<int> finished(int value) {
   promise.set_result(value);
   return promise.future();
 }
-
-/// Tasks wait on a copy of waiter() until the test opens the gate; declare it
-/// after the executor so an early exit releases them.
-class Gate {
- public:
-  void open() { promise_.set_value(); }
-  [[nodiscard]] std::shared_future<void> waiter() const { return opened_; }
-
- private:
-  std::promise<void> promise_;
-  std::shared_future<void> opened_ = promise_.get_future().share();
-};
 
 /// A result type with no JSON form.
 struct Opaque {

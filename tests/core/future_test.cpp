@@ -19,82 +19,17 @@
 
 #include "webexec/errors.hpp"
 
+#include "support/core_fixtures.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
 using webexec::FutureState;
-
-/// The exception the "failed" fixture future holds (CPython's fixture uses OSError).
-class TestError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
-/// The message of an exception_ptr's exception, "" for a non-std exception.
-std::string what_of(const std::exception_ptr& error) {
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    return e.what();
-  } catch (...) {
-    return "";
-  }
-}
-
-/// Installs an error handler for one test and restores the previous one.
-class ScopedErrorHandler {
- public:
-  explicit ScopedErrorHandler(webexec::ErrorHandler handler)
-      : previous_(webexec::set_error_handler(std::move(handler))) {}
-  ScopedErrorHandler(const ScopedErrorHandler&) = delete;
-  ScopedErrorHandler& operator=(const ScopedErrorHandler&) = delete;
-  ~ScopedErrorHandler() { webexec::set_error_handler(std::move(previous_)); }
-
- private:
-  webexec::ErrorHandler previous_;
-};
-
-/// Records every report as "where: what" (thread-safe).
-class ErrorLog {
- public:
-  webexec::ErrorHandler handler() {
-    return [this](const char* where, const std::exception_ptr& error) {
-      const std::lock_guard lock(mutex_);
-      reports_.push_back(std::string(where) + ": " + what_of(error));
-    };
-  }
-  std::vector<std::string> reports() {
-    const std::lock_guard lock(mutex_);
-    return reports_;
-  }
-
- private:
-  std::mutex mutex_;
-  std::vector<std::string> reports_;
-};
-
-/// One future in each state, like CPython's PENDING_FUTURE, RUNNING_FUTURE,
-/// CANCELLED_FUTURE, EXCEPTION_FUTURE and SUCCESSFUL_FUTURE fixtures. The
-/// promises stay alive as long as the fixture, so nothing breaks early.
-struct StateFixtures {
-  StateFixtures() {
-    EXPECT_TRUE(running_promise.set_running_or_notify_cancel());
-    EXPECT_TRUE(cancelled.cancel());
-    failed_promise.set_exception(std::make_exception_ptr(TestError("fixture failure")));
-    successful_promise.set_result(42);
-  }
-
-  webexec::Promise<int> pending_promise;
-  webexec::Promise<int> running_promise;
-  webexec::Promise<int> cancelled_promise;
-  webexec::Promise<int> failed_promise;
-  webexec::Promise<int> successful_promise;
-  webexec::Future<int> pending = pending_promise.future();
-  webexec::Future<int> running = running_promise.future();
-  webexec::Future<int> cancelled = cancelled_promise.future();
-  webexec::Future<int> failed = failed_promise.future();
-  webexec::Future<int> successful = successful_promise.future();
-};
+using webexec_test::core::ErrorLog;
+using webexec_test::core::ScopedErrorHandler;
+using webexec_test::core::StateFixtures;
+using webexec_test::core::TestError;
+using webexec_test::core::what_of;
 
 // --- states ------------------------------------------------------------------------------
 

@@ -19,55 +19,13 @@
 #include "webexec/errors.hpp"
 #include "webexec/future.hpp"
 
+#include "support/core_fixtures.hpp"
+
 namespace {
 
-class TestError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
-/// The message of an exception_ptr's exception, "" for a non-std exception.
-std::string what_of(const std::exception_ptr& error) {
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    return e.what();
-  } catch (...) {
-    return "";
-  }
-}
-
-/// Installs an error handler for one test and restores the previous one.
-class ScopedErrorHandler {
- public:
-  explicit ScopedErrorHandler(webexec::ErrorHandler handler)
-      : previous_(webexec::set_error_handler(std::move(handler))) {}
-  ScopedErrorHandler(const ScopedErrorHandler&) = delete;
-  ScopedErrorHandler& operator=(const ScopedErrorHandler&) = delete;
-  ~ScopedErrorHandler() { webexec::set_error_handler(std::move(previous_)); }
-
- private:
-  webexec::ErrorHandler previous_;
-};
-
-/// Records every report as "where: what"; reports come from worker threads.
-class ErrorLog {
- public:
-  webexec::ErrorHandler handler() {
-    return [this](const char* where, const std::exception_ptr& error) {
-      const std::lock_guard lock(mutex_);
-      reports_.push_back(std::string(where) + ": " + what_of(error));
-    };
-  }
-  std::vector<std::string> reports() {
-    const std::lock_guard lock(mutex_);
-    return reports_;
-  }
-
- private:
-  std::mutex mutex_;
-  std::vector<std::string> reports_;
-};
+using webexec_test::core::ErrorLog;
+using webexec_test::core::ScopedErrorHandler;
+using webexec_test::core::TestError;
 
 /// What the calling thread's initializer recorded (0: none ran).
 int& initialized_as() {

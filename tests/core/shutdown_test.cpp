@@ -19,22 +19,13 @@
 #include "webexec/future.hpp"
 #include "webexec/wait.hpp"
 
+#include "support/core_fixtures.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
-
-/// Tasks wait behind a Gate until the test opens it. Declare it after the
-/// pool: if the test leaves early, the unset promise breaks, which releases
-/// the waiters, so the pool's destructor cannot wait for ever.
-class Gate {
- public:
-  void open() { promise_.set_value(); }
-  [[nodiscard]] std::shared_future<void> waiter() const { return opened_; }
-
- private:
-  std::promise<void> promise_;
-  std::shared_future<void> opened_ = promise_.get_future().share();
-};
+using webexec_test::core::Gate;
+using webexec_test::core::threads_named;
 
 /// Counts, in its destructor, the exit of the thread that owns it.
 struct ExitCounter {
@@ -52,17 +43,6 @@ struct ExitCounter {
 void count_exit_of_this_thread(std::atomic<int>& counter) {
   thread_local ExitCounter on_exit;
   on_exit.counter = &counter;
-}
-
-/// How many of this process's threads have a /proc comm name starting with `prefix`.
-std::size_t threads_named(const std::string& prefix) {
-  std::size_t count = 0;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) {
-    std::ifstream comm(entry.path() / "comm");
-    std::string name;
-    if (std::getline(comm, name) && name.starts_with(prefix)) ++count;
-  }
-  return count;
 }
 
 TEST(ShutdownTest, SubmitAfterShutdownThrowsShutdownError) {

@@ -34,27 +34,13 @@
 #include "webexec/future.hpp"
 #include "webexec/map_result.hpp"
 
+#include "support/core_fixtures.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
-
-class TestError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
-/// Tasks wait behind a Gate until the test opens it. Declare it after the
-/// pool: if the test leaves early, the unset promise breaks, which releases
-/// the waiters, so the pool's destructor cannot wait for ever.
-class Gate {
- public:
-  void open() { promise_.set_value(); }
-  [[nodiscard]] std::shared_future<void> waiter() const { return opened_; }
-
- private:
-  std::promise<void> promise_;
-  std::shared_future<void> opened_ = promise_.get_future().share();
-};
+using webexec_test::core::Gate;
+using webexec_test::core::TestError;
 
 /// Blocks until `token` is stopped, or (a safety net, so that a broken stop
 /// path fails the test instead of hanging it) 60 s pass. Returns whether a
