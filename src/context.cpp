@@ -124,10 +124,7 @@ std::optional<std::string> RequestContext::form_param(std::string_view name) con
 
 namespace detail {
 
-Ambient& ambient() noexcept {
-  thread_local Ambient current;
-  return current;
-}
+constinit thread_local Ambient ambient_state;
 
 RequestScope::~RequestScope() { set_cached_block(ContextRef()); }
 

@@ -313,16 +313,13 @@ std::vector<pid_t> Executor::worker_pids() const {
   return process_ ? process_->worker_pids() : std::vector<pid_t>{};
 }
 
-ThreadPoolExecutor& Executor::engine() {
-  if (!pool_) {
-    if (process_) {
-      throw InvalidStateError("executor '" + settings_.name +
-                              "' runs worker processes; this needs a thread executor");
-    }
-    throw InvalidStateError("Executor '" + settings_.name +
-                            "' is not initialised: call init_app(app) before using it");
+void Executor::throw_no_thread_engine() const {
+  if (process_) {
+    throw InvalidStateError("executor '" + settings_.name +
+                            "' runs worker processes; this needs a thread executor");
   }
-  return *pool_;
+  throw InvalidStateError("Executor '" + settings_.name +
+                          "' is not initialised: call init_app(app) before using it");
 }
 
 int Executor::max_workers() const {

@@ -368,7 +368,10 @@ struct Ambient {
   TaskContext* task = nullptr;      ///< set while a task or callback runs
   RequestScope* request = nullptr;  ///< set while a request handler runs
 };
-WEBEXEC_API Ambient& ambient() noexcept;
+/// The current thread's Ambient (constant-initialised, so reading it is a
+/// plain thread-local access, not a call).
+WEBEXEC_API extern constinit thread_local Ambient ambient_state;
+inline Ambient& ambient() noexcept { return ambient_state; }
 
 /// Makes `scope` the current request for this thread until destroyed.
 class WEBEXEC_API ScopedRequest {

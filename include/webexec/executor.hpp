@@ -341,7 +341,7 @@ class WEBEXEC_API Executor {
   auto submit_labelled(std::string label, std::shared_ptr<detail::ProgressSlot> progress, Fn&& fn,
                        Args&&... args) {
     ThreadPoolExecutor& pool = engine();
-    detail::TaskContext ctx = detail::capture_context(settings_);
+    detail::TaskContext ctx = capture();
     if (!label.empty() || progress) ctx.set_job(std::move(label), std::move(progress));
     return pool.submit_attached(
         detail::ExecutorAttachment(std::move(ctx)),
@@ -419,7 +419,25 @@ class WEBEXEC_API Executor {
   void check_job_in_workers(const std::string& job) const;
   [[noreturn]] void throw_not_process_callable(const std::string& job) const;
 
-  ThreadPoolExecutor& engine();
+  /// capture_context(), with the common case inlined: another submit in the
+  /// same request with g unchanged reuses the request's cached block.
+  detail::TaskContext capture() {
+    detail::Ambient& a = detail::ambient();
+    if (a.task == nullptr && a.request != nullptr) {
+      const detail::ContextRef& cached = a.request->cached_block();
+      if (cached && cached->executor_id == settings_.id &&
+          (!settings_.push_app_context || cached->g.shares_storage_with(a.request->g()))) {
+        return detail::TaskContext(a.request->take_cached_block());
+      }
+    }
+    return detail::capture_context(settings_);
+  }
+
+  ThreadPoolExecutor& engine() {
+    if (pool_) return *pool_;
+    throw_no_thread_engine();
+  }
+  [[noreturn]] void throw_no_thread_engine() const;
   void attach_default_callbacks(detail::StateBase& task) {
     if (has_default_callbacks_.load(std::memory_order_acquire)) attach_default_callbacks_slow(task);
   }
