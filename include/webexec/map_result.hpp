@@ -116,9 +116,12 @@ class [[nodiscard]] MapResult {
     return *deadline_ - Timeout::Clock::now();
   }
 
+  /// Cancels items first.. last to first, as CPython does: cancelling in
+  /// order would let a worker skip a just-cancelled item and start the next
+  /// one before it is cancelled too.
   void cancel_from(std::size_t first) noexcept {
-    for (std::size_t i = first; i < futures_.size(); ++i) {
-      if (futures_[i].valid()) futures_[i].cancel();
+    for (std::size_t i = futures_.size(); i > first; --i) {
+      if (futures_[i - 1].valid()) futures_[i - 1].cancel();
     }
   }
 

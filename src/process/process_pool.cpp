@@ -354,9 +354,12 @@ class ProcessPool::Impl {
       if (cancel_queued) {
         // Jobs waiting in a worker's socket are still pending too: cancel
         // them through their start slots; the workers will skip them.
+        // Last to first: a worker that skips a cancelled job must not find
+        // the next one still pending.
         for (const auto& w : workers_) {
-          for (std::size_t i = w->front_started ? 1 : 0; i < w->jobs.size(); ++i) {
-            static_cast<void>(w->jobs[i]->state->cancel());
+          const std::size_t first = w->front_started ? 1 : 0;
+          for (std::size_t i = w->jobs.size(); i > first; --i) {
+            static_cast<void>(w->jobs[i - 1]->state->cancel());
           }
         }
       }
