@@ -13,12 +13,14 @@
 ///
 /// | key | values | default |
 /// |---|---|---|
-/// | `EXECUTOR_TYPE` | `thread` | `thread` |
-/// | `EXECUTOR_MAX_WORKERS` | integer >= 1 | min(32, CPUs + 4) |
+/// | `EXECUTOR_TYPE` | `thread` or `process` | `thread` |
+/// | `EXECUTOR_MAX_WORKERS` | integer >= 1 | threads: min(32, CPUs + 4); processes: CPUs |
 /// | `EXECUTOR_FUTURES_MAX_LENGTH` | integer >= 1 | 50 |
 /// | `EXECUTOR_FUTURES_TTL` | seconds, integer >= 1 | none |
 /// | `EXECUTOR_PROPAGATE_EXCEPTIONS` | boolean | false |
 /// | `EXECUTOR_PUSH_APP_CONTEXT` | boolean | true |
+/// | `EXECUTOR_MAX_TASKS_PER_CHILD` | integer >= 1 (process only) | none |
+/// | `EXECUTOR_TASK_TIMEOUT` | seconds > 0, decimals allowed (process only) | none |
 ///
 /// Example:
 /// ```
