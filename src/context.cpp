@@ -133,6 +133,8 @@ void RequestScope::set_cached_block(ContextRef block) noexcept {
   // keeps the count above zero meanwhile.
   if (prepaid_ != 0) cached_block_->refs.fetch_sub(prepaid_, std::memory_order_relaxed);
   prepaid_ = 0;
+  cached_for_ = block ? block->executor_id : 0;
+  cached_g_ = g_.data_;
   cached_block_ = std::move(block);
 }
 
@@ -226,7 +228,10 @@ void TaskContext::set_job(std::string label, std::shared_ptr<ProgressSlot> progr
   e.progress = std::move(progress);
 }
 
+void run_teardown(TaskContext& ctx) noexcept { run_teardown(ctx, nullptr); }
+
 void run_teardown(TaskContext& ctx, std::exception_ptr error) noexcept {
+  const ScopedTask scope(ctx);  // hooks see the task's context, as Flask's do
   if (App* app = ctx.app()) app->do_teardown_appcontext(std::move(error));
 }
 

@@ -52,13 +52,10 @@ TaskContext capture_context(const ExecutorSettings& settings) {
                                   &settings));
   }
   if (a.request != nullptr) {
-    const ContextRef& cached = a.request->cached_block();
-    const G& g = a.request->g();
-    if (!cached || cached->executor_id != settings.id ||
-        (settings.push_app_context && !cached->g.shares_storage_with(g))) {
+    if (!a.request->has_cached_block_for(settings.id)) {
       a.request->set_cached_block(make_block(app, kNoAppReason, a.request->snapshot(),
-                                             settings.push_app_context ? g : G(), &settings,
-                                             settings.id));
+                                             settings.push_app_context ? a.request->g() : G(),
+                                             &settings, settings.id));
     }
     return TaskContext(a.request->take_cached_block());
   }

@@ -89,6 +89,11 @@ class WEBEXEC_API App {
   /// reported to the error handler and the rest still run.
   void teardown_appcontext(TeardownHook hook);
 
+  /// True once a teardown hook was added (read after every task).
+  [[nodiscard]] bool has_teardown_hooks() const noexcept {
+    return has_teardown_.load(std::memory_order_acquire);
+  }
+
   /// Runs the teardown hooks (the executor calls this after each task).
   void do_teardown_appcontext(std::exception_ptr error) const noexcept;
 

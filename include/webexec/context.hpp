@@ -38,11 +38,14 @@
 #include <utility>
 #include <vector>
 
+#include "webexec/app.hpp"
 #include "webexec/detail/export.hpp"
 
 namespace webexec {
 
-class App;
+namespace detail {
+class RequestScope;
+}  // namespace detail
 
 /// Flask's `g`: per-request storage, copied into each task.
 ///
@@ -92,10 +95,6 @@ class WEBEXEC_API G {
 
   [[nodiscard]] bool contains(std::string_view key) const { return find(key) != nullptr; }
 
-  /// True if both are unmodified copies of the same g (they share storage).
-  [[nodiscard]] bool shares_storage_with(const G& other) const noexcept {
-    return data_ == other.data_;
-  }
   bool erase(std::string_view key);
   [[nodiscard]] std::size_t size() const noexcept;
   [[nodiscard]] std::vector<std::string> keys() const;
@@ -104,6 +103,7 @@ class WEBEXEC_API G {
   [[nodiscard]] const std::any* find(std::string_view key) const;
 
  private:
+  friend class detail::RequestScope;  // tells whether g changed since a submit
   using Map = std::map<std::string, std::any, std::less<>>;
   struct Data;
   [[nodiscard]] const std::any& at(std::string_view key) const;
@@ -266,12 +266,14 @@ class WEBEXEC_API TaskContext {
   TaskContext(TaskContext&& other) noexcept : bits_(std::exchange(other.bits_, 0)) {}
   TaskContext& operator=(TaskContext&& other) noexcept {
     if (this != &other) {
-      reset();
+      if (bits_ != 0) reset();
       bits_ = std::exchange(other.bits_, 0);
     }
     return *this;
   }
-  ~TaskContext() { reset(); }
+  ~TaskContext() {
+    if (bits_ != 0) reset();
+  }
 
   /// The shared block (null for an empty context).
   [[nodiscard]] ContextBlock* block() const noexcept {
@@ -333,10 +335,13 @@ class WEBEXEC_API RequestScope {
   G& g() noexcept { return g_; }
   const std::shared_ptr<const RequestContext>& snapshot();
 
-  /// The context block last built for this request, reused while g is
-  /// unchanged (the cached copy shares g's storage, so any write to g
-  /// detaches it and the next submit builds a new block).
-  [[nodiscard]] const ContextRef& cached_block() const noexcept { return cached_block_; }
+  /// True if the cached block was built by the executor with id
+  /// `executor_id` and g is unchanged since (the block's copy of g shares
+  /// its storage, so any write to g detaches it and changes the storage).
+  [[nodiscard]] bool has_cached_block_for(std::uint64_t executor_id) const noexcept {
+    return cached_for_ == executor_id && cached_g_ == g_.data_;
+  }
+  /// Caches `block`, built now from this request's g.
   void set_cached_block(ContextRef block) noexcept;
 
   /// A new reference to the cached block. References are taken from the
@@ -360,7 +365,9 @@ class WEBEXEC_API RequestScope {
   std::shared_ptr<const RequestContext> snapshot_;
   static constexpr long kPrepaid = 64;
   ContextRef cached_block_;
-  long prepaid_ = 0;  // references to cached_block_ taken but not handed out
+  std::uint64_t cached_for_ = 0;       // executor id of cached_block_, 0 if none
+  const G::Data* cached_g_ = nullptr;  // g's storage when cached_block_ was built
+  long prepaid_ = 0;                   // references to cached_block_ taken but not handed out
 };
 
 /// The context the current thread runs in.
@@ -396,6 +403,9 @@ WEBEXEC_API ContextRef make_block(App* app, const char* no_app_reason,
 template <typename Fn>
 void run_in_context(TaskContext& ctx, Fn&& fn);
 
+/// Runs the app's teardown hooks, inside `ctx`, after a task or callback
+/// that threw `error`, or (first form) returned.
+WEBEXEC_API void run_teardown(TaskContext& ctx) noexcept;
 WEBEXEC_API void run_teardown(TaskContext& ctx, std::exception_ptr error) noexcept;
 
 class ScopedTask {
@@ -413,14 +423,18 @@ class ScopedTask {
 
 template <typename Fn>
 void run_in_context(TaskContext& ctx, Fn&& fn) {  // NOLINT(cppcoreguidelines-missing-std-forward)
-  const ScopedTask scope(ctx);
-  try {
-    std::forward<Fn>(fn)();
-  } catch (...) {
-    run_teardown(ctx, std::current_exception());
-    throw;
+  {
+    const ScopedTask scope(ctx);
+    try {
+      std::forward<Fn>(fn)();
+    } catch (...) {
+      run_teardown(ctx, std::current_exception());
+      throw;
+    }
   }
-  run_teardown(ctx, nullptr);
+  if (const App* app = ctx.app(); app != nullptr && app->has_teardown_hooks()) {
+    run_teardown(ctx);
+  }
 }
 
 }  // namespace detail

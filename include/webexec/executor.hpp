@@ -44,6 +44,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -90,21 +91,22 @@ WEBEXEC_API void report_task_error(const ExecutorSettings& settings, const std::
 /// with the future's state, so callbacks can run in it too.
 class ExecutorAttachment {
  public:
-  explicit ExecutorAttachment(TaskContext ctx) noexcept : ctx_(std::move(ctx)) {}
+  /// Takes the context that `capture()` returns, built in place.
+  template <typename Capture>
+  requires std::is_invocable_r_v<TaskContext, Capture>
+  explicit ExecutorAttachment(Capture&& capture) : ctx_(std::forward<Capture>(capture)()) {}
 
   TaskContext* context() noexcept { return &ctx_; }
 
   template <typename F>
   void invoke(F&& f) {
-    const ExecutorSettings* settings = ctx_.block()->executor;
-    if (settings == nullptr || !settings->propagate_exceptions) {
-      run_in_context(ctx_, std::forward<F>(f));
-      return;
-    }
     try {
       run_in_context(ctx_, std::forward<F>(f));
     } catch (...) {
-      report_task_error(*settings, ctx_.label(), std::current_exception());
+      const ExecutorSettings* settings = ctx_.block()->executor;
+      if (settings != nullptr && settings->propagate_exceptions) {
+        report_task_error(*settings, ctx_.label(), std::current_exception());
+      }
       throw;
     }
   }
@@ -250,8 +252,12 @@ class WEBEXEC_API Executor {
   /// Throws: `InvalidStateError` before init_app; as ThreadPoolExecutor::submit.
   template <typename Fn, typename... Args>
   [[nodiscard]] auto submit(Fn&& fn, Args&&... args) {
+    if (pool_) [[likely]] {
+      return submit_in(
+          *pool_, [this] { return capture(); }, std::forward<Fn>(fn), std::forward<Args>(args)...);
+    }
     if (is_process()) return submit_registered({}, nullptr, fn, std::forward<Args>(args)...);
-    return submit_labelled({}, nullptr, std::forward<Fn>(fn), std::forward<Args>(args)...);
+    throw_no_thread_engine();
   }
 
   /// Like Python's `map`, with one context copy per item (upstream shares
@@ -342,11 +348,20 @@ class WEBEXEC_API Executor {
   template <typename Fn, typename... Args>
   auto submit_labelled(std::string label, std::shared_ptr<detail::ProgressSlot> progress, Fn&& fn,
                        Args&&... args) {
-    ThreadPoolExecutor& pool = engine();
-    detail::TaskContext ctx = capture();
-    if (!label.empty() || progress) ctx.set_job(std::move(label), std::move(progress));
-    return pool.submit_attached(
-        detail::ExecutorAttachment(std::move(ctx)),
+    auto capture_labelled = [&] {
+      detail::TaskContext ctx = capture();
+      if (!label.empty() || progress) ctx.set_job(std::move(label), std::move(progress));
+      return ctx;
+    };
+    return submit_in(engine(), capture_labelled, std::forward<Fn>(fn), std::forward<Args>(args)...);
+  }
+
+  /// Schedules `fn(args...)` on the thread engine in the context that
+  /// `capture()` returns (called once, while the task is built).
+  template <typename Capture, typename Fn, typename... Args>
+  auto submit_in(ThreadPoolExecutor& pool, Capture&& capture, Fn&& fn, Args&&... args) {
+    return pool.submit_attached<detail::ExecutorAttachment>(
+        std::forward<Capture>(capture),
         [this](detail::StateBase& task) { attach_default_callbacks(task); }, std::forward<Fn>(fn),
         std::forward<Args>(args)...);
   }
@@ -425,12 +440,9 @@ class WEBEXEC_API Executor {
   /// same request with g unchanged reuses the request's cached block.
   detail::TaskContext capture() {
     detail::Ambient& a = detail::ambient();
-    if (a.task == nullptr && a.request != nullptr) {
-      const detail::ContextRef& cached = a.request->cached_block();
-      if (cached && cached->executor_id == settings_.id &&
-          (!settings_.push_app_context || cached->g.shares_storage_with(a.request->g()))) {
-        return detail::TaskContext(a.request->take_cached_block());
-      }
+    if (a.task == nullptr && a.request != nullptr &&
+        a.request->has_cached_block_for(settings_.id)) {
+      return detail::TaskContext(a.request->take_cached_block());
     }
     return detail::capture_context(settings_);
   }

@@ -86,7 +86,7 @@ class WEBEXEC_API ThreadPoolExecutor {
   /// initializer failed, `std::system_error` if no thread could be started.
   template <typename Fn, typename... Args>
   [[nodiscard]] Future<detail::task_result_t<Fn, Args...>> submit(Fn&& fn, Args&&... args) {
-    return submit_attached(
+    return submit_attached<detail::NoAttachment>(
         detail::NoAttachment{}, [](auto&) {}, std::forward<Fn>(fn), std::forward<Args>(args)...);
   }
 
@@ -125,16 +125,18 @@ class WEBEXEC_API ThreadPoolExecutor {
  private:
   friend class Executor;
 
-  /// submit() with an attachment that runs around the callable and lives as
-  /// long as the state, and a `prepare(task)` step that runs before the task
-  /// is queued (so callbacks it adds never run inline).
-  template <typename Attach, typename Prepare, typename Fn, typename... Args>
-  Future<detail::task_result_t<Fn, Args...>> submit_attached(Attach attach, Prepare&& prepare,
-                                                             Fn&& fn, Args&&... args) {
+  /// submit() with an `Attach` (built in the state from `attach_arg`) that
+  /// runs around the callable and lives as long as the state, and a
+  /// `prepare(task)` step that runs before the task is queued (so callbacks
+  /// it adds never run inline).
+  template <typename Attach, typename AttachArg, typename Prepare, typename Fn, typename... Args>
+  Future<detail::task_result_t<Fn, Args...>> submit_attached(AttachArg&& attach_arg,
+                                                             Prepare&& prepare, Fn&& fn,
+                                                             Args&&... args) {
     using R = detail::task_result_t<Fn, Args...>;
     using Task = detail::TaskState<R, Attach, std::decay_t<Fn>, std::decay_t<Args>...>;
-    auto* task =
-        new Task(owner(), std::move(attach), std::forward<Fn>(fn), std::forward<Args>(args)...);
+    auto* task = new Task(owner(), std::forward<AttachArg>(attach_arg), std::forward<Fn>(fn),
+                          std::forward<Args>(args)...);
     if constexpr (detail::takes_stop_token_v<std::decay_t<Fn>, std::decay_t<Args>...>) {
       task->link_stop_token(stop_token());
     }

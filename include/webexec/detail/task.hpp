@@ -56,11 +56,11 @@ class TaskState final : public ResultState<R> {
   static constexpr bool kTakesToken = takes_stop_token_v<Fn, Args...>;
 
  public:
-  template <typename F, typename... A>
-  explicit TaskState(const void* owner, Attach attach, F&& fn, A&&... args)
+  template <typename AttachArg, typename F, typename... A>
+  explicit TaskState(const void* owner, AttachArg&& attach_arg, F&& fn, A&&... args)
       : ResultState<R>(owner),
         call_(std::forward<F>(fn), std::forward<A>(args)...),
-        attach_(std::move(attach)) {}
+        attach_(std::forward<AttachArg>(attach_arg)) {}
 
   TaskContext* task_context() noexcept override { return attach_.context(); }
 
