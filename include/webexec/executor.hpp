@@ -278,19 +278,17 @@ class WEBEXEC_API Executor {
   template <typename Fn, typename... Args>
   auto submit_stored(std::string key, Fn&& fn, Args&&... args) {
     using R = detail::task_result_t<Fn, Args...>;
-    Future<R> out;
-    const std::string label = key;
     if (is_process()) check_registered(fn);
-    futures_.add_checked(std::move(key), [&] {
-      auto progress = std::make_shared<detail::ProgressSlot>();
-      if (is_process()) {
-        out = submit_registered(label, progress, fn, std::forward<Args>(args)...);
-      } else {
-        out = submit_labelled(label, progress, std::forward<Fn>(fn), std::forward<Args>(args)...);
-      }
-      return FutureCollection::Stored{AnyFuture(out), renderer_for<R>(), std::move(progress)};
-    });
-    return out;
+    return store<R>(
+        std::move(key),
+        [&](std::string label, std::shared_ptr<detail::ProgressSlot> progress) -> Future<R> {
+          if (is_process()) {
+            return submit_registered(std::move(label), std::move(progress), fn,
+                                     std::forward<Args>(args)...);
+          }
+          return submit_labelled(std::move(label), std::move(progress), std::forward<Fn>(fn),
+                                 std::forward<Args>(args)...);
+        });
   }
 
   /// Wraps `fn` as a Job named `name` (used in error reports).
@@ -344,6 +342,21 @@ class WEBEXEC_API Executor {
                                  std::string label, std::shared_ptr<detail::ProgressSlot> progress,
                                  Args&&... args)
       -> Future<detail::task_result_t<const Fn&, Args...>>;
+
+  /// submit_stored's common part: reserves `key` and makes room (both
+  /// checked before anything is scheduled), then stores the future that
+  /// `submit(label, progress)` returns under it.
+  template <typename R, typename Submit>
+  Future<R> store(std::string key, Submit&& submit) {
+    Future<R> out;
+    std::string label = key;
+    futures_.add_checked(std::move(key), [&] {
+      auto progress = std::make_shared<detail::ProgressSlot>();
+      out = std::forward<Submit>(submit)(std::move(label), progress);
+      return FutureCollection::Stored{AnyFuture(out), renderer_for<R>(), std::move(progress)};
+    });
+    return out;
+  }
 
   template <typename Fn, typename... Args>
   auto submit_labelled(std::string label, std::shared_ptr<detail::ProgressSlot> progress, Fn&& fn,
@@ -509,15 +522,11 @@ template <typename Fn>
 template <typename... Args>
 auto Job<Fn>::submit_stored(std::string key, Args&&... args) const {
   using R = detail::task_result_t<const Fn&, Args...>;
-  Future<R> out;
-  const std::string label = key;
-  executor_->futures().add_checked(std::move(key), [&] {
-    auto progress = std::make_shared<detail::ProgressSlot>();
-    out = detail::submit_job(*executor_, fn_, name_, timeout_, label, progress,
-                             std::forward<Args>(args)...);
-    return FutureCollection::Stored{AnyFuture(out), renderer_for<R>(), std::move(progress)};
-  });
-  return out;
+  return executor_->store<R>(
+      std::move(key), [&](std::string label, std::shared_ptr<detail::ProgressSlot> progress) {
+        return detail::submit_job(*executor_, fn_, name_, timeout_, std::move(label),
+                                  std::move(progress), std::forward<Args>(args)...);
+      });
 }
 
 template <typename Fn>
