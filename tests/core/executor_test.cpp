@@ -1235,6 +1235,37 @@ TEST(ExecutorTest, TeardownHooksRunOnTheTasksThreadInsideItsContext) {
   EXPECT_EQ(hook_context, "app=teardown path=/teardown user=gina");
 }
 
+TEST(ExecutorTest, TeardownHooksSeeTheContextOfATaskThatThrew) {
+  webexec::App app("teardown");
+  Log seen;
+  app.teardown_appcontext([&](std::exception_ptr error) {
+    seen.add(describe_context() + (error ? " error=" + what_of(error) : " no error"));
+  });
+  webexec::Executor executor(app);
+  TestRequest request(&app, "/fails");
+  const webexec::detail::ScopedRequest scope(&request);
+  auto future = executor.submit([] {
+    webexec::g().set("user", std::string("hal"));
+    throw std::runtime_error("disk full");
+  });
+  EXPECT_THROW(future.result(), std::runtime_error);
+  ASSERT_TRUE(seen.wait_for(1));
+  EXPECT_EQ(seen.lines(),
+            (std::vector<std::string>{"app=teardown path=/fails user=hal error=disk full"}));
+}
+
+TEST(ExecutorTest, ATeardownHookAddedWhileTheExecutorRunsAppliesToLaterTasks) {
+  webexec::App app("teardown");
+  webexec::Executor executor(app);
+  EXPECT_EQ(executor.submit([] { return 1; }).result(), 1);  // ran without hooks
+  Log torn_down;
+  app.teardown_appcontext([&](std::exception_ptr) { torn_down.add(describe_context()); });
+  EXPECT_EQ(executor.submit([] { return 2; }).result(), 2);
+  ASSERT_TRUE(torn_down.wait_for(1));
+  executor.shutdown(true);
+  EXPECT_EQ(torn_down.lines(), (std::vector<std::string>{"app=teardown path=- user=-"}));
+}
+
 // ---------------------------------------------------------------- shutdown
 
 TEST(ExecutorTest, ShutdownWaitRunsQueuedWork) {
