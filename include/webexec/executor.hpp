@@ -345,14 +345,14 @@ class WEBEXEC_API Executor {
 
   /// submit_stored's common part: reserves `key` and makes room (both
   /// checked before anything is scheduled), then stores the future that
-  /// `submit(label, progress)` returns under it.
-  template <typename R, typename Submit>
-  Future<R> store(std::string key, Submit&& submit) {
+  /// `submit_one(label, progress)` returns under it.
+  template <typename R, typename SubmitOne>
+  Future<R> store(std::string key, SubmitOne&& submit_one) {
     Future<R> out;
     std::string label = key;
     futures_.add_checked(std::move(key), [&] {
       auto progress = std::make_shared<detail::ProgressSlot>();
-      out = std::forward<Submit>(submit)(std::move(label), progress);
+      out = std::forward<SubmitOne>(submit_one)(std::move(label), progress);
       return FutureCollection::Stored{AnyFuture(out), renderer_for<R>(), std::move(progress)};
     });
     return out;
@@ -370,11 +370,12 @@ class WEBEXEC_API Executor {
   }
 
   /// Schedules `fn(args...)` on the thread engine in the context that
-  /// `capture()` returns (called once, while the task is built).
-  template <typename Capture, typename Fn, typename... Args>
-  auto submit_in(ThreadPoolExecutor& pool, Capture&& capture, Fn&& fn, Args&&... args) {
+  /// `make_ctx()` returns. The task state calls it while it is built, before
+  /// `args` are moved in: a task given `std::move(g())` sees the request's g.
+  template <typename MakeCtx, typename Fn, typename... Args>
+  auto submit_in(ThreadPoolExecutor& pool, MakeCtx&& make_ctx, Fn&& fn, Args&&... args) {
     return pool.submit_attached<detail::ExecutorAttachment>(
-        std::forward<Capture>(capture),
+        std::forward<MakeCtx>(make_ctx),
         [this](detail::StateBase& task) { attach_default_callbacks(task); }, std::forward<Fn>(fn),
         std::forward<Args>(args)...);
   }

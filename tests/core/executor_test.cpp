@@ -666,6 +666,81 @@ TEST(ExecutorTest, RequestWritesBetweenSubmitsReachLaterTasks) {
   EXPECT_EQ(fourth.result(), "carol");
 }
 
+TEST(ExecutorTest, RequestGReplacedOrMovedOutBetweenSubmitsReachesLaterTasks) {
+  webexec::App app("web");
+  webexec::Executor executor(app);
+  TestRequest request(&app, "/g");
+  request.g().set("user", std::string("alice"));
+  const webexec::detail::ScopedRequest scope(&request);
+  auto read_user = [] { return webexec::g().get_or<std::string>("user", "-"); };
+  auto first = executor.submit(read_user);
+  request.g() = webexec::G();
+  auto second = executor.submit(read_user);
+  webexec::G other;
+  other.set("user", std::string("dave"));
+  request.g() = other;
+  auto third = executor.submit(read_user);
+  const webexec::G taken = std::move(request.g());
+  auto fourth = executor.submit(read_user);
+  EXPECT_EQ(first.result(), "alice");
+  EXPECT_EQ(second.result(), "-");
+  EXPECT_EQ(third.result(), "dave");
+  EXPECT_EQ(fourth.result(), "-");
+  EXPECT_EQ(taken.get<std::string>("user"), "dave");
+}
+
+TEST(ExecutorTest, ContextIsCapturedBeforeTheArgumentsAreMovedIn) {
+  webexec::App app("web");
+  webexec::Executor executor(app);
+  TestRequest request(&app, "/g");
+  request.g().set("user", std::string("erin"));
+  const webexec::detail::ScopedRequest scope(&request);
+  auto future = executor.submit(
+      [](const webexec::G& moved) {
+        return webexec::g().get_or<std::string>("user", "-") + "/" +
+               moved.get_or<std::string>("user", "-");
+      },
+      std::move(webexec::g()));
+  EXPECT_EQ(future.result(), "erin/erin");
+}
+
+/// A request whose snapshot cannot be built (the first `fail` times).
+class FailingRequest : public webexec::detail::RequestScope {
+ public:
+  FailingRequest(webexec::App* app, int fail) : RequestScope(app), fail_(fail) {}
+
+ protected:
+  [[nodiscard]] std::shared_ptr<const webexec::RequestContext> build_snapshot() const override {
+    if (fail_-- > 0) throw std::runtime_error("cannot read the request");
+    auto snapshot = std::make_shared<webexec::RequestContext>();
+    snapshot->path = "/recovered";
+    return snapshot;
+  }
+
+ private:
+  mutable int fail_;
+};
+
+TEST(ExecutorTest, AFailedCaptureSchedulesNothingAndLeavesTheArguments) {
+  webexec::App app("web");
+  webexec::Executor executor(app);
+  FailingRequest request(&app, 1);
+  request.g().set("user", std::string("fay"));
+  const webexec::detail::ScopedRequest scope(&request);
+  std::atomic<int> ran{0};
+  auto task = [&ran](const std::string& word) {
+    ++ran;
+    return webexec::current_request().path + " " + word + " " +
+           webexec::g().get<std::string>("user");
+  };
+  std::string word = "kept";
+  EXPECT_THROW((void)executor.submit(task, std::move(word)), std::runtime_error);
+  EXPECT_EQ(word, "kept");  // not moved from: the capture failed first
+  EXPECT_EQ(executor.submit(task, std::move(word)).result(), "/recovered kept fay");
+  executor.shutdown(true);
+  EXPECT_EQ(ran.load(), 1);
+}
+
 TEST(ExecutorTest, TasksSubmittedOutsideARequestDoNotShareG) {
   webexec::App app("startup");
   webexec::Executor executor(app);
@@ -1254,7 +1329,7 @@ TEST(ExecutorTest, TeardownHooksSeeTheContextOfATaskThatThrew) {
             (std::vector<std::string>{"app=teardown path=/fails user=hal error=disk full"}));
 }
 
-TEST(ExecutorTest, ATeardownHookAddedWhileTheExecutorRunsAppliesToLaterTasks) {
+TEST(ExecutorTest, ATeardownHookAddedAfterATaskRanAppliesToLaterTasks) {
   webexec::App app("teardown");
   webexec::Executor executor(app);
   EXPECT_EQ(executor.submit([] { return 1; }).result(), 1);  // ran without hooks
@@ -1264,6 +1339,35 @@ TEST(ExecutorTest, ATeardownHookAddedWhileTheExecutorRunsAppliesToLaterTasks) {
   ASSERT_TRUE(torn_down.wait_for(1));
   executor.shutdown(true);
   EXPECT_EQ(torn_down.lines(), (std::vector<std::string>{"app=teardown path=- user=-"}));
+}
+
+TEST(ExecutorTest, TeardownHooksRunAfterDoneCallbacksInTheirContext) {
+  webexec::App app("teardown");
+  Log torn_down;
+  app.teardown_appcontext([&](std::exception_ptr) { torn_down.add(describe_context()); });
+  webexec::Executor executor(app);
+  auto future = executor.submit([] { return 1; });
+  ASSERT_EQ(future.result(), 1);
+  ASSERT_TRUE(torn_down.wait_for(1));  // the task's own teardown
+  TestRequest request(&app, "/callback");
+  request.g().set("user", std::string("gus"));
+  const webexec::detail::ScopedRequest scope(&request);
+  future.add_done_callback([](const auto&) {});  // done: runs now, in this request's context
+  ASSERT_TRUE(torn_down.wait_for(2));
+  EXPECT_EQ(torn_down.lines(), (std::vector<std::string>{"app=teardown path=- user=-",
+                                                         "app=teardown path=/callback user=gus"}));
+}
+
+TEST(ExecutorTest, TasksWithoutTheAppContextRunNoTeardownHooks) {
+  webexec::App app("teardown");
+  app.config().set("EXECUTOR_PUSH_APP_CONTEXT", false);
+  std::atomic<int> hooks{0};
+  app.teardown_appcontext([&](std::exception_ptr) { ++hooks; });
+  webexec::Executor executor(app);
+  EXPECT_EQ(executor.submit([] { return 7; }).result(), 7);
+  EXPECT_THROW(executor.submit([] { throw std::runtime_error("x"); }).result(), std::runtime_error);
+  executor.shutdown(true);
+  EXPECT_EQ(hooks.load(), 0);
 }
 
 // ---------------------------------------------------------------- shutdown

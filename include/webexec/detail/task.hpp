@@ -2,6 +2,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <stop_token>
 #include <tuple>
 #include <type_traits>
@@ -56,11 +57,14 @@ class TaskState final : public ResultState<R> {
   static constexpr bool kTakesToken = takes_stop_token_v<Fn, Args...>;
 
  public:
+  /// Builds the attachment first, then moves the callable and its
+  /// arguments in: an attachment made by a capture function captures before
+  /// anything is moved from the caller.
   template <typename AttachArg, typename F, typename... A>
   explicit TaskState(const void* owner, AttachArg&& attach_arg, F&& fn, A&&... args)
-      : ResultState<R>(owner),
-        call_(std::forward<F>(fn), std::forward<A>(args)...),
-        attach_(std::forward<AttachArg>(attach_arg)) {}
+      : ResultState<R>(owner), attach_(std::forward<AttachArg>(attach_arg)) {
+    std::construct_at(&call_, std::forward<F>(fn), std::forward<A>(args)...);
+  }
 
   TaskContext* task_context() noexcept override { return attach_.context(); }
 
