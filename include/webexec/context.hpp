@@ -336,12 +336,15 @@ class WEBEXEC_API RequestScope {
   const std::shared_ptr<const RequestContext>& snapshot();
 
   /// True if the cached block was built by the executor with id
-  /// `executor_id` and g is unchanged since (the block's copy of g shares
-  /// its storage, so any write to g detaches it and changes the storage).
+  /// `executor_id` and g's storage has not moved since. When the block
+  /// carries g, its copy shares that storage: it stays alive (so its address
+  /// cannot be reused) and any write to g detaches it to a new address. A
+  /// block without g (EXECUTOR_PUSH_APP_CONTEXT=false) does not depend on g;
+  /// a moved storage merely rebuilds it.
   [[nodiscard]] bool has_cached_block_for(std::uint64_t executor_id) const noexcept {
     return cached_for_ == executor_id && cached_g_ == g_.data_;
   }
-  /// Caches `block`, built now from this request's g.
+  /// Caches `block`, built now (from this request's g, if it carries g).
   void set_cached_block(ContextRef block) noexcept;
 
   /// A new reference to the cached block. References are taken from the
