@@ -22,29 +22,7 @@
 namespace {
 
 using webexec_test::core::message_of;
-
-/// A request being handled, as a web adapter would make one; counts how often
-/// its snapshot is built.
-class TestRequest : public webexec::detail::RequestScope {
- public:
-  TestRequest(webexec::App* app, std::string path) : RequestScope(app), path_(std::move(path)) {}
-
-  [[nodiscard]] int builds() const { return builds_.load(); }
-
- protected:
-  [[nodiscard]] std::shared_ptr<const webexec::RequestContext> build_snapshot() const override {
-    builds_.fetch_add(1);
-    auto snapshot = std::make_shared<webexec::RequestContext>();
-    snapshot->method = "GET";
-    snapshot->path = path_;
-    snapshot->request_id = "req-" + path_;
-    return snapshot;
-  }
-
- private:
-  std::string path_;
-  mutable std::atomic<int> builds_{0};
-};
+using webexec_test::core::TestRequest;
 
 // ---------------------------------------------------------------- G
 

@@ -42,30 +42,12 @@ using namespace std::chrono_literals;
 using webexec_test::core::Gate;
 using webexec_test::core::message_of;
 using webexec_test::core::ScopedErrorHandler;
+using webexec_test::core::TestRequest;
 using webexec_test::core::threads_named;
 using webexec_test::core::what_of;
 
 /// Upper bound for waits that should end almost at once; reaching it fails the test.
 constexpr auto kPatience = 10s;
-
-/// A request being handled, as a web adapter would make one.
-class TestRequest : public webexec::detail::RequestScope {
- public:
-  TestRequest(webexec::App* app, std::string path) : RequestScope(app), path_(std::move(path)) {}
-
- protected:
-  [[nodiscard]] std::shared_ptr<const webexec::RequestContext> build_snapshot() const override {
-    auto snapshot = std::make_shared<webexec::RequestContext>();
-    snapshot->method = "POST";
-    snapshot->path = path_;
-    snapshot->headers = {{"X-Test", "yes"}};
-    snapshot->request_id = "id" + path_;
-    return snapshot;
-  }
-
- private:
-  std::string path_;
-};
 
 /// A thread-safe counter the test can wait on (with a bound, so a bug fails
 /// instead of hanging).

@@ -36,6 +36,7 @@
 #include "webexec/process/fork_server.hpp"
 
 #include "process/process_support.hpp"
+#include "support/core_fixtures.hpp"
 
 // ------------------------------------------------------------------ user types
 
@@ -90,6 +91,7 @@ namespace {
 using namespace std::chrono_literals;
 using webexec_test::Contains;
 using webexec_test::kResultPatience;
+using webexec_test::core::TestRequest;
 
 // ------------------------------------------------------------------ jobs
 
@@ -237,31 +239,6 @@ int read_opaque(Opaque o) { return o.value; }
 int late_job(int x) { return x + 1; }
 
 // ------------------------------------------------------------------ helpers
-
-/// A request being handled, as a web adapter would make one.
-class TestRequest : public webexec::detail::RequestScope {
- public:
-  TestRequest(webexec::App* app, std::string path) : RequestScope(app), path_(std::move(path)) {}
-
- protected:
-  [[nodiscard]] std::shared_ptr<const webexec::RequestContext> build_snapshot() const override {
-    auto snapshot = std::make_shared<webexec::RequestContext>();
-    snapshot->method = "POST";
-    snapshot->path = path_;
-    snapshot->query = {{"q", "search term"}, {"page", "2"}};
-    snapshot->form = {{"field", "value"}};
-    snapshot->headers = {{"X-Test", "yes"}, {"Content-Type", "text/plain"}};
-    snapshot->body = "the body \xe2\x98\x95";
-    snapshot->path_groups = {path_, "7"};
-    snapshot->remote_addr = "127.0.0.1";
-    snapshot->remote_port = 54321;
-    snapshot->request_id = "req-" + path_;
-    return snapshot;
-  }
-
- private:
-  std::string path_;
-};
 
 /// An app configured for a process executor with `workers` processes.
 void configure(webexec::App& app, int workers) {

@@ -18,11 +18,13 @@
 //   }
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <exception>
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -31,6 +33,7 @@
 
 #include <gtest/gtest.h>
 
+#include "webexec/context.hpp"
 #include "webexec/future.hpp"
 
 // Not webexec_test itself: support/http_server.hpp has a different Gate there.
@@ -41,6 +44,37 @@ namespace webexec_test::core {
 class TestError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+/// A request being handled, as a web adapter would make one: every field of
+/// the snapshot is set (from `path`), and builds() counts how often the
+/// snapshot was built.
+class TestRequest : public webexec::detail::RequestScope {
+ public:
+  TestRequest(webexec::App* app, std::string path) : RequestScope(app), path_(std::move(path)) {}
+
+  [[nodiscard]] int builds() const { return builds_.load(); }
+
+ protected:
+  [[nodiscard]] std::shared_ptr<const webexec::RequestContext> build_snapshot() const override {
+    builds_.fetch_add(1);
+    auto snapshot = std::make_shared<webexec::RequestContext>();
+    snapshot->method = "POST";
+    snapshot->path = path_;
+    snapshot->query = {{"q", "search term"}, {"page", "2"}};
+    snapshot->form = {{"field", "value"}};
+    snapshot->headers = {{"X-Test", "yes"}, {"Content-Type", "text/plain"}};
+    snapshot->body = "the body \xe2\x98\x95";
+    snapshot->path_groups = {path_, "7"};
+    snapshot->remote_addr = "127.0.0.1";
+    snapshot->remote_port = 54321;
+    snapshot->request_id = "req-" + path_;
+    return snapshot;
+  }
+
+ private:
+  std::string path_;
+  mutable std::atomic<int> builds_{0};
 };
 
 /// Tasks wait on a copy of waiter() until the test opens the gate. Declare it after
