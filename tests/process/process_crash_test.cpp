@@ -205,9 +205,11 @@ class Scenario {
   std::set<pid_t> seen_;
 };
 
-/// A job that kills its own worker (`how`): BrokenProcessPool naming the pid
-/// and `expected`, everything else unaffected, no process left.
-void expect_isolated_crash(const std::string& how, const std::string& expected) {
+/// A job that breaks its own worker (`how`) among normal jobs:
+/// BrokenProcessPool naming the pid, `expected` and `also`, everything else
+/// unaffected, the worker replaced, no process left.
+void expect_isolated_failure(const std::string& how, const std::string& expected,
+                             const std::string& also) {
   Scenario s;
   s.submit_normal(0, 10);
   auto bad = s.executor().submit(misbehave, s.pid_file(), how);
@@ -218,10 +220,15 @@ void expect_isolated_crash(const std::string& how, const std::string& expected) 
   ASSERT_GT(pid, 0);
   EXPECT_TRUE(Contains(message, "worker process " + std::to_string(pid)));
   EXPECT_TRUE(Contains(message, expected));
-  EXPECT_TRUE(Contains(message, "crash.misbehave"));
+  EXPECT_TRUE(Contains(message, also));
   s.check_normal();
   s.check_healed(pid);
   s.check_no_process_remains();
+}
+
+/// A job that kills its own worker: the error names the job.
+void expect_isolated_crash(const std::string& how, const std::string& expected) {
+  expect_isolated_failure(how, expected, "crash.misbehave");
 }
 
 // ------------------------------------------------------------------ crashes
@@ -367,21 +374,9 @@ TEST(ProcessCrashTest, SeveralCrashesInARowEachFailOnlyTheirJob) {
 
 // ------------------------------------------------------------------ garbage on the channel
 
+/// A worker that writes garbage to the host: the host kills it.
 void expect_garbage_handled(const std::string& how, const std::string& expected) {
-  Scenario s;
-  s.submit_normal(0, 10);
-  auto bad = s.executor().submit(misbehave, s.pid_file(), how);
-  s.submit_normal(10, 20);
-
-  const std::string message = s.error_of<webexec::BrokenProcessPool>(bad);
-  const pid_t pid = s.bad_pid();
-  ASSERT_GT(pid, 0);
-  EXPECT_TRUE(Contains(message, "worker process " + std::to_string(pid)));
-  EXPECT_TRUE(Contains(message, expected));
-  EXPECT_TRUE(Contains(message, "killed"));
-  s.check_normal();
-  s.check_healed(pid);
-  s.check_no_process_remains();
+  expect_isolated_failure(how, expected, "killed");
 }
 
 TEST(ProcessCrashTest, WorkerWritingAFrameOfRandomBytesIsKilledAndReplaced) {
