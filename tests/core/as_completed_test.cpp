@@ -30,6 +30,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using webexec_test::core::Gate;
+using webexec_test::core::submit_blocker;
 using webexec_test::core::TestError;
 using Fixtures = webexec_test::core::StateFixtures;
 
@@ -249,15 +250,9 @@ TEST(AsCompletedTest, PoolCompletionOrderIsFollowed) {
 }
 
 TEST(AsCompletedTest, FuturesCancelledByShutdownAreYielded) {
-  std::latch started(1);
   webexec::ThreadPoolExecutor pool(1);
   Gate gate;
-  auto running = pool.submit([&started, w = gate.waiter()] {
-    started.count_down();
-    w.wait();
-    return -1;
-  });
-  started.wait();
+  auto running = submit_blocker(pool, gate, -1);
   std::vector<webexec::Future<int>> queued;
   queued.reserve(3);
   for (int i = 0; i < 3; ++i) queued.push_back(pool.submit([i] { return i; }));

@@ -25,6 +25,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using webexec_test::core::Gate;
+using webexec_test::core::submit_blocker;
 using webexec_test::core::threads_named;
 
 /// Counts, in its destructor, the exit of the thread that owns it.
@@ -171,15 +172,9 @@ TEST(ShutdownTest, CancelFuturesCancelsQueuedWorkAndFinishesRunningWork) {
 }
 
 TEST(ShutdownTest, CancelFuturesWithoutWait) {
-  std::latch started(1);
   webexec::ThreadPoolExecutor pool(1);
   Gate gate;
-  auto running = pool.submit([&started, w = gate.waiter()] {
-    started.count_down();
-    w.wait();
-    return 1;
-  });
-  started.wait();
+  auto running = submit_blocker(pool, gate, 1);
   auto queued = pool.submit([] { return 2; });
   pool.shutdown(/*wait=*/false, /*cancel_futures=*/true);  // returns with the worker blocked
   EXPECT_TRUE(queued.cancelled());
@@ -224,14 +219,9 @@ TEST(ShutdownTest, SubmitCancelThenShutdownDoesNotHang) {
 
 TEST(ShutdownTest, CancelledQueuedTaskDoesNotBlockShutdown) {
   // The deterministic form of gh-94440: the cancel surely hits a queued task.
-  std::latch started(1);
   webexec::ThreadPoolExecutor pool(1);
   Gate gate;
-  auto blocker = pool.submit([&started, w = gate.waiter()] {
-    started.count_down();
-    w.wait();
-  });
-  started.wait();
+  auto blocker = submit_blocker(pool, gate);
   auto f = pool.submit([] { return 1; });
   ASSERT_TRUE(f.cancel());
   gate.open();

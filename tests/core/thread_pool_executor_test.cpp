@@ -40,6 +40,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using webexec_test::core::Gate;
+using webexec_test::core::submit_blocker;
 using webexec_test::core::TestError;
 
 /// Blocks until `token` is stopped, or (a safety net, so that a broken stop
@@ -560,15 +561,9 @@ TEST(ThreadPoolExecutorTest, RequestStopDoesNotCancelAPendingTask) {
 }
 
 TEST(ThreadPoolExecutorTest, RequestStopWithoutTokenReturnsFalse) {
-  std::latch started(1);
   webexec::ThreadPoolExecutor pool(1);
   Gate gate;
-  auto f = pool.submit([&started, w = gate.waiter()] {
-    started.count_down();
-    w.wait();
-    return 3;
-  });
-  started.wait();
+  auto f = submit_blocker(pool, gate, 3);
   EXPECT_FALSE(f.request_stop());
   EXPECT_FALSE(f.stop_requested());
   gate.open();
@@ -649,12 +644,7 @@ TEST(ThreadPoolExecutorTest, WaitOnAnotherPoolsTaskFromAWorkerWaits) {
   webexec::ThreadPoolExecutor first(1);
   webexec::ThreadPoolExecutor second(1);
   Gate gate;
-  std::latch started(1);
-  auto other_blocker = second.submit([&started, w = gate.waiter()] {
-    started.count_down();
-    w.wait();
-  });
-  started.wait();
+  auto other_blocker = submit_blocker(second, gate);
   auto other = second.submit([] { return std::this_thread::get_id(); });
   auto f = first.submit([other] { return other.result() != std::this_thread::get_id(); });
   gate.open();

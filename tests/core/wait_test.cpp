@@ -29,6 +29,7 @@ namespace {
 using namespace std::chrono_literals;
 using webexec::ReturnWhen;
 using webexec_test::core::Gate;
+using webexec_test::core::submit_blocker;
 using webexec_test::core::TestError;
 
 /// Futures in every state, plus a second pending one, backed by promises that
@@ -326,15 +327,9 @@ TEST(WaitTest, CancelledFuturesCountAsDone) {
 }
 
 TEST(WaitTest, FuturesCancelledByShutdownCountAsDone) {
-  std::latch started(1);
   webexec::ThreadPoolExecutor pool(1);
   Gate gate;
-  auto running = pool.submit([&started, w = gate.waiter()] {
-    started.count_down();
-    w.wait();
-    return -1;
-  });
-  started.wait();
+  auto running = submit_blocker(pool, gate, -1);
   std::vector<webexec::Future<int>> queued;
   queued.reserve(3);
   for (int i = 0; i < 3; ++i) queued.push_back(pool.submit([i] { return i; }));
@@ -359,14 +354,9 @@ TEST(WaitTest, FuturesCancelledByShutdownCountAsDone) {
 }
 
 TEST(WaitTest, FirstCompletedWokenByShutdownCancel) {
-  std::latch started(1);
   webexec::ThreadPoolExecutor pool(1);
   Gate gate;
-  auto running = pool.submit([&started, w = gate.waiter()] {
-    started.count_down();
-    w.wait();
-  });
-  started.wait();
+  auto running = submit_blocker(pool, gate);
   auto queued = pool.submit([] {});
   std::latch waiting(1);
   std::thread stopper([&] {

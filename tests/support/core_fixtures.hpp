@@ -24,6 +24,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <latch>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -89,6 +90,23 @@ class Gate {
   std::promise<void> promise_;
   std::shared_future<void> opened_ = promise_.get_future().share();
 };
+
+/// Submits to `pool` a task that holds its worker until `gate` opens, then
+/// returns `value` (or nothing), and returns the task's future once the task
+/// is running.
+template <typename Pool, typename... Value>
+auto submit_blocker(Pool& pool, const Gate& gate, Value... value) {
+  static_assert(sizeof...(Value) <= 1, "at most one value");
+  // Shared with the task: count_down() may still touch the latch after wait() returns.
+  auto started = std::make_shared<std::latch>(1);
+  auto future = pool.submit([started, w = gate.waiter(), value...] {
+    started->count_down();
+    w.wait();
+    return (value, ...);
+  });
+  started->wait();
+  return future;
+}
 
 /// One future in each state, like CPython's PENDING_FUTURE, RUNNING_FUTURE,
 /// CANCELLED_FUTURE, EXCEPTION_FUTURE and SUCCESSFUL_FUTURE fixtures. The promises
