@@ -191,6 +191,8 @@ auto wait(std::initializer_list<F> fs, Timeout timeout = {},
 /// The range `as_completed` returns; iterate it once.
 template <typename F>
 class AsCompleted {
+  struct State;  // declared before iterator uses it (clang 14 needs it; g++ does not)
+
  public:
   /// Starts watching; the deadline runs from here.
   AsCompleted(std::vector<F> fs, Timeout timeout)

@@ -284,7 +284,7 @@ TEST(ThreadPoolExecutorTest, MapZipsRangesAndStopsAtTheShortest) {
   std::vector<std::string> labels;
   for (const std::string& s :
        pool.map([](const std::string&word, int i) { return word + std::to_string(i); },
-                std::vector<std::string>{"a", "b", "c"}, std::views::iota(0, 10))) {
+                std::vector<std::string>{"a", "b", "c"}, std::vector<int>{0, 1, 2, 3, 4})) {
     labels.push_back(s);
   }
   EXPECT_EQ(labels, (std::vector<std::string>{"a0", "b1", "c2"}));

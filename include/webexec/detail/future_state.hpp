@@ -48,7 +48,7 @@ struct QueueNode {
 };
 
 class StateBase;
-struct TaskContext;
+class TaskContext;
 
 /// One entry of a future's done-callback list; owned by the list.
 class CallbackNode {
