@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cmath>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -25,6 +27,100 @@ std::string describe(std::string_view key, const ConfigValue& value) {
     out += to_string(value);
   }
   return out;
+}
+
+/// Numeric text split by the one grammar every numeric key uses:
+/// `[+-]int[.frac][(e|E)[+-]exp]`, no whitespace anywhere.
+struct DecimalText {
+  bool negative = false;
+  std::string_view int_digits;   // before the point
+  std::string_view frac_digits;  // after the point
+  bool has_point = false;
+  std::string_view exponent;  // digits after 'e' and its sign, if any
+  bool exponent_negative = false;
+  bool has_exponent = false;
+};
+
+bool all_digits(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+/// `s` split as DecimalText, or nullopt if it is not of that shape. Without
+/// `real`, only `[+-]digits` is accepted.
+std::optional<DecimalText> scan_decimal(std::string_view s, bool real) {
+  DecimalText out;
+  if (!s.empty() && (s.front() == '+' || s.front() == '-')) {
+    out.negative = s.front() == '-';
+    s.remove_prefix(1);
+  }
+  std::string_view mantissa = s;
+  if (real) {
+    if (const auto e = s.find_first_of("eE"); e != std::string_view::npos) {
+      mantissa = s.substr(0, e);
+      std::string_view exp = s.substr(e + 1);
+      if (!exp.empty() && (exp.front() == '+' || exp.front() == '-')) {
+        out.exponent_negative = exp.front() == '-';
+        exp.remove_prefix(1);
+      }
+      if (exp.empty() || !all_digits(exp)) return std::nullopt;
+      out.exponent = exp;
+      out.has_exponent = true;
+    }
+    if (const auto point = mantissa.find('.'); point != std::string_view::npos) {
+      out.has_point = true;
+      out.frac_digits = mantissa.substr(point + 1);
+      mantissa = mantissa.substr(0, point);
+    }
+  }
+  out.int_digits = mantissa;
+  if (out.int_digits.empty() && out.frac_digits.empty()) return std::nullopt;
+  if (!all_digits(out.int_digits) || !all_digits(out.frac_digits)) return std::nullopt;
+  return out;
+}
+
+/// The decimal exponent of the number's leading digit (1.5 -> 0, 0.01 -> -2,
+/// 1e400 -> 400), saturated; only its sign matters when from_chars reports a
+/// value beyond double. Zero gives INT64_MIN.
+std::int64_t magnitude(const DecimalText& d) {
+  constexpr std::int64_t kCap = std::int64_t{1} << 40;
+  std::int64_t exp = 0;
+  for (const char c : d.exponent) {
+    exp = std::min(kCap, exp * 10 + (c - '0'));
+  }
+  if (d.exponent_negative) exp = -exp;
+  const auto int_start = d.int_digits.find_first_not_of('0');
+  if (int_start != std::string_view::npos) {
+    return exp + static_cast<std::int64_t>(d.int_digits.size() - int_start) - 1;
+  }
+  const auto frac_start = d.frac_digits.find_first_not_of('0');
+  if (frac_start == std::string_view::npos) return INT64_MIN;
+  return exp - static_cast<std::int64_t>(frac_start) - 1;
+}
+
+/// `ns` as exact decimal seconds: 1000000 -> "0.001", 31536000000000000 ->
+/// "31536000".
+std::string format_seconds(std::chrono::nanoseconds ns) {
+  const auto count = ns.count();
+  std::string out = std::to_string(count / 1'000'000'000);
+  auto frac = count % 1'000'000'000;
+  if (frac < 0) frac = -frac;
+  if (frac != 0) {
+    std::string digits = std::to_string(frac);
+    digits.insert(0, 9 - digits.size(), '0');
+    digits.erase(digits.find_last_not_of('0') + 1);
+    out += "." + digits;
+  }
+  return out;
+}
+
+[[noreturn]] void throw_below(std::string_view key, const ConfigValue& value,
+                              const std::string& minimum) {
+  throw std::out_of_range(describe(key, value) + " is below the minimum of " + minimum);
+}
+
+[[noreturn]] void throw_above(std::string_view key, const ConfigValue& value,
+                              const std::string& maximum) {
+  throw std::out_of_range(describe(key, value) + " is above the maximum of " + maximum);
 }
 
 }  // namespace
@@ -54,25 +150,84 @@ std::int64_t parse_int(std::string_view key, const ConfigValue& value, std::int6
   if (const auto* i = std::get_if<std::int64_t>(&value)) {
     result = *i;
   } else if (const auto* s = std::get_if<std::string>(&value)) {
-    const char* first = s->data();
+    if (s->empty()) {
+      throw std::invalid_argument(describe(key, value) + " is empty: expected an integer");
+    }
+    const auto text = scan_decimal(*s, false);
+    if (!text) {
+      throw std::invalid_argument(describe(key, value) +
+                                  " is not an integer: expected decimal digits with an optional "
+                                  "sign, such as 4 (no spaces, no hex, no fraction)");
+    }
+    // from_chars takes '-' but not '+'; the sign was checked by scan_decimal.
+    const char* first = s->data() + (s->front() == '+' ? 1 : 0);
     const char* last = s->data() + s->size();
-    if (first != last && *first == '+') ++first;
     const auto [end, ec] = std::from_chars(first, last, result);
     if (ec == std::errc::result_out_of_range) {
-      throw std::out_of_range("integer out of range: " + describe(key, value));
+      if (text->negative) throw_below(key, value, std::to_string(min));
+      throw_above(key, value, std::to_string(max));
     }
-    if (ec != std::errc() || end != last || s->empty()) {
-      throw std::invalid_argument("invalid integer " + describe(key, value));
+    if (ec != std::errc() || end != last) {
+      throw std::invalid_argument(describe(key, value) + " is not an integer");
     }
   } else {
-    throw std::invalid_argument("invalid integer " + describe(key, value) +
-                                ": a boolean is not an integer");
+    throw std::invalid_argument(describe(key, value) + " is a boolean, not an integer");
   }
-  if (result < min || result > max) {
-    throw std::out_of_range("integer out of range: " + describe(key, value) + " (allowed " +
-                            std::to_string(min) + " to " + std::to_string(max) + ")");
-  }
+  if (result < min) throw_below(key, value, std::to_string(min));
+  if (result > max) throw_above(key, value, std::to_string(max));
   return result;
+}
+
+std::chrono::nanoseconds parse_duration(std::string_view key, const ConfigValue& value,
+                                        std::chrono::nanoseconds min,
+                                        std::chrono::nanoseconds max) {
+  using std::chrono::nanoseconds;
+  if (min <= nanoseconds::zero() || max < min) {
+    throw std::invalid_argument("parse_duration(" + std::string(key) +
+                                "): the bounds must satisfy 0 < min <= max");
+  }
+  const std::string minimum = format_seconds(min) + " s";
+  const std::string maximum = format_seconds(max) + " s";
+  constexpr std::int64_t kNsPerSecond = 1'000'000'000;
+  if (const auto* i = std::get_if<std::int64_t>(&value)) {
+    // Whole seconds: compare without multiplying, which could overflow.
+    if (*i < (min.count() + kNsPerSecond - 1) / kNsPerSecond) throw_below(key, value, minimum);
+    if (*i > max.count() / kNsPerSecond) throw_above(key, value, maximum);
+    return nanoseconds(*i * kNsPerSecond);
+  }
+  const auto* s = std::get_if<std::string>(&value);
+  if (s == nullptr) {
+    throw std::invalid_argument(describe(key, value) + " is a boolean, not a number of seconds");
+  }
+  if (s->empty()) {
+    throw std::invalid_argument(describe(key, value) + " is empty: expected a number of seconds");
+  }
+  const auto text = scan_decimal(*s, true);
+  if (!text) {
+    throw std::invalid_argument(describe(key, value) +
+                                " is not a number: expected decimal seconds such as 30, 0.5 or "
+                                "1e-3 (no spaces, no hex, no inf/nan)");
+  }
+  double seconds = 0;
+  const char* first = s->data() + (s->front() == '+' ? 1 : 0);
+  const char* last = s->data() + s->size();
+  const auto [end, ec] = std::from_chars(first, last, seconds);
+  if (ec == std::errc::result_out_of_range) {
+    // Beyond double: huge (1e400) or tiny (1e-400), the sign decides which end.
+    if (text->negative || magnitude(*text) < 0) throw_below(key, value, minimum);
+    throw_above(key, value, maximum);
+  }
+  if (ec != std::errc() || end != last || !std::isfinite(seconds)) {
+    throw std::invalid_argument(describe(key, value) + " is not a number");
+  }
+  const double ns = seconds * static_cast<double>(kNsPerSecond);
+  if (ns < static_cast<double>(min.count())) throw_below(key, value, minimum);
+  if (ns > static_cast<double>(max.count())) throw_above(key, value, maximum);
+  // Within [min, max] now; at the bounds return them exactly (max may be
+  // close to 2^63 ns, where llround would overflow).
+  if (ns >= static_cast<double>(max.count())) return max;
+  if (ns <= static_cast<double>(min.count())) return min;
+  return std::clamp(nanoseconds(std::llround(ns)), min, max);
 }
 
 Config::Config(const Config& other) {
@@ -151,6 +306,14 @@ std::optional<std::int64_t> Config::get_int(std::string_view key, std::int64_t m
   auto value = get(key);
   if (!value) return std::nullopt;
   return parse_int(key, *value, min, max);
+}
+
+std::optional<std::chrono::nanoseconds> Config::get_duration(std::string_view key,
+                                                             std::chrono::nanoseconds min,
+                                                             std::chrono::nanoseconds max) const {
+  auto value = get(key);
+  if (!value) return std::nullopt;
+  return parse_duration(key, *value, min, max);
 }
 
 }  // namespace webexec

@@ -94,28 +94,6 @@ int default_process_count() {
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
-/// Seconds as an integer or a decimal ("0.5"), > 0.
-detail::Clock::duration parse_seconds(const std::string& key, const ConfigValue& value) {
-  double seconds = 0;
-  if (const auto* i = std::get_if<std::int64_t>(&value)) {
-    seconds = static_cast<double>(*i);
-  } else if (const auto* s = std::get_if<std::string>(&value)) {
-    char* end = nullptr;
-    seconds = std::strtod(s->c_str(), &end);
-    if (s->empty() || end != s->c_str() + s->size()) {
-      throw std::invalid_argument("invalid number of seconds " + key + "='" + *s + "'");
-    }
-  } else {
-    throw std::invalid_argument("invalid number of seconds " + key + "=" + to_string(value));
-  }
-  if (!(seconds > 0) || seconds > 1e9) {
-    throw std::out_of_range("number of seconds out of range: " + key + "=" + to_string(value) +
-                            " (must be > 0)");
-  }
-  return std::chrono::duration_cast<detail::Clock::duration>(
-      std::chrono::duration<double>(seconds));
-}
-
 std::string upper(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(),
                  [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
@@ -209,7 +187,14 @@ void Executor::init_app(App& app) {
   ThreadPoolOptions options;
   options.thread_name_prefix = settings_.name.empty() ? "webexec" : settings_.name;
   if (auto v = read("EXECUTOR_MAX_WORKERS")) {
-    options.max_workers = static_cast<int>(parse_int(v->first, v->second, 1, 1 << 16));
+    try {
+      options.max_workers = static_cast<int>(parse_int(
+          v->first, v->second, 1, process ? max_worker_processes : max_worker_threads));
+    } catch (const std::out_of_range& e) {
+      throw std::out_of_range(std::string(e.what()) +
+                              (process ? " worker processes (EXECUTOR_TYPE=process)"
+                                       : " worker threads (EXECUTOR_TYPE=thread)"));
+    }
   }
   std::optional<int> max_tasks_per_child;
   if (auto v = read("EXECUTOR_MAX_TASKS_PER_CHILD")) {
@@ -227,7 +212,7 @@ void Executor::init_app(App& app) {
                                   " applies to EXECUTOR_TYPE='process' only: a thread cannot be "
                                   "killed (use a std::stop_token to stop thread tasks)");
     }
-    task_timeout = parse_seconds(v->first, v->second);
+    task_timeout = parse_duration(v->first, v->second);
   }
   std::size_t max_length = 50;
   if (auto v = read("EXECUTOR_FUTURES_MAX_LENGTH")) {

@@ -2,22 +2,32 @@
 ///
 /// Keys are strings; values are set as strings, integers or booleans.
 /// `setdefault` stores a value only if the key is missing and returns the
-/// stored one, as Python's `dict.setdefault` does. Typed reads are strict:
-/// a boolean accepts true/false/1/0/yes/no/on/off in any case, an integer
-/// rejects junk and out-of-range values, and every error names the key and
-/// the value.
+/// stored one, as Python's `dict.setdefault` does. Typed reads are strict, and
+/// one grammar serves every text value: no whitespace anywhere, no hex, no
+/// `inf`/`nan`, at most one sign.
+///
+/// - a boolean accepts true/false/1/0/yes/no/on/off in any case;
+/// - an integer is `[+-]digits`, within the caller's [min, max];
+/// - a duration is decimal seconds, `[+-]digits[.digits][e[+-]digits]` (or an
+///   integer value), within [min_duration, max_duration] = [1 ms, 365 days].
+///
+/// Every error names the key and the value, and says what is wrong (e.g.
+/// `EXECUTOR_TASK_TIMEOUT='1e-12' is below the minimum of 0.001 s`).
 ///
 /// Example:
 /// ```
 /// webexec::Config config;
 /// config.set("EXECUTOR_MAX_WORKERS", 4);
 /// config.set("EXECUTOR_PROPAGATE_EXCEPTIONS", "yes");
+/// config.set("EXECUTOR_TASK_TIMEOUT", "2.5");
 /// int workers = *config.get_int("EXECUTOR_MAX_WORKERS");        // 4
 /// bool propagate = *config.get_bool("EXECUTOR_PROPAGATE_EXCEPTIONS");  // true
+/// auto timeout = *config.get_duration("EXECUTOR_TASK_TIMEOUT");  // 2500 ms
 /// ```
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -43,11 +53,39 @@ WEBEXEC_API std::string to_string(const ConfigValue& value);
 /// Throws: `std::invalid_argument` naming `key` and the value otherwise.
 WEBEXEC_API bool parse_bool(std::string_view key, const ConfigValue& value);
 
-/// Parses `value` as an integer in [min, max].
-/// Throws: `std::invalid_argument` naming `key` and the value for junk, or
-/// `std::out_of_range` naming them for a value outside the range.
+/// Parses `value` as an integer in [min, max]: an integer value, or text
+/// `[+-]digits` (no whitespace, no hex, no fraction).
+/// Throws: `std::invalid_argument` naming `key` and the value for anything
+/// else (a boolean included), or `std::out_of_range` naming them and the bound
+/// for a value outside the range (beyond int64 too).
 WEBEXEC_API std::int64_t parse_int(std::string_view key, const ConfigValue& value,
                                    std::int64_t min = INT64_MIN, std::int64_t max = INT64_MAX);
+
+/// The shortest duration parse_duration() accepts by default: 1 ms. Shorter
+/// time limits are below what the engines can honour (and `1e-12` used to
+/// become 0 s, which killed every job).
+inline constexpr std::chrono::nanoseconds min_duration = std::chrono::milliseconds(1);
+/// The longest duration parse_duration() accepts by default: 365 days
+/// (31536000 s). Longer means "no limit": leave the key unset.
+inline constexpr std::chrono::nanoseconds max_duration = std::chrono::hours(24 * 365);
+
+/// Parses `value` as a duration in decimal seconds within [min, max] (both
+/// > 0): an integer value, or text `[+-]digits[.digits][(e|E)[+-]digits]`, or
+/// `.5`/`5.` forms. No whitespace, no hex floats (`0x1p-3`), no `inf`/`nan`,
+/// one sign at most. The result is rounded to the nearest nanosecond.
+/// Throws: `std::invalid_argument` naming `key` and the value for text that is
+/// not such a number (or a boolean), `std::out_of_range` naming them and the
+/// bound for a number below `min` (zero and negatives included) or above `max`.
+WEBEXEC_API std::chrono::nanoseconds parse_duration(std::string_view key, const ConfigValue& value,
+                                                    std::chrono::nanoseconds min = min_duration,
+                                                    std::chrono::nanoseconds max = max_duration);
+
+/// The largest `EXECUTOR_MAX_WORKERS` for `EXECUTOR_TYPE=process`: 256. Each
+/// worker is a process with its own descriptors and memory; beyond this a
+/// typo (65536) would exhaust the host's process and descriptor limits.
+inline constexpr int max_worker_processes = 256;
+/// The largest `EXECUTOR_MAX_WORKERS` for `EXECUTOR_TYPE=thread`: 65536.
+inline constexpr int max_worker_threads = 1 << 16;
 
 /// Turns a bool, any integer, or anything string-like into a ConfigValue.
 template <typename V>
@@ -106,6 +144,11 @@ class WEBEXEC_API Config {
   [[nodiscard]] std::optional<std::int64_t> get_int(std::string_view key,
                                                     std::int64_t min = INT64_MIN,
                                                     std::int64_t max = INT64_MAX) const;
+  /// The value as a strict duration in [min, max], if set. Throws as
+  /// parse_duration().
+  [[nodiscard]] std::optional<std::chrono::nanoseconds> get_duration(
+      std::string_view key, std::chrono::nanoseconds min = min_duration,
+      std::chrono::nanoseconds max = max_duration) const;
 
  private:
   void set_value(std::string key, ConfigValue value);

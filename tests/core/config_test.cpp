@@ -3,6 +3,7 @@
 // booleans and integers parse strictly and every error names the key and value.
 #include "webexec/config.hpp"
 
+#include <chrono>
 #include <cstdint>
 #include <latch>
 #include <stdexcept>
@@ -20,6 +21,17 @@ namespace {
 using webexec::Config;
 using webexec::ConfigValue;
 using webexec_test::core::message_of;
+using namespace std::chrono_literals;
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+/// The message of the `E` that parse_duration(key, value) throws.
+template <typename E>
+std::string duration_error(const ConfigValue& value) {
+  return message_of<E>([&] { static_cast<void>(webexec::parse_duration("TIMEOUT", value)); });
+}
 
 TEST(ConfigTest, SetAndGetAString) {
   Config config;
@@ -320,6 +332,150 @@ TEST(ConfigTest, ConcurrentSetAndGetFromManyThreads) {
     EXPECT_EQ(config.get_int("T" + std::to_string(t)), kRounds - 1);
   }
   EXPECT_EQ(config.keys().size(), static_cast<std::size_t>(kThreads) + 2);
+}
+
+// ---------------------------------------------------------------- one grammar (issue 8 item 12)
+
+TEST(ConfigTest, IntRejectsADoubleSignAndWhitespaceAnywhere) {
+  // '+-5' used to parse as -5: the '+' was skipped and from_chars took "-5".
+  for (const std::string text : {"+-5", "-+5", "++5", "--5", "\t5", "5\n", " 5", "5 ", "+ 5",
+                                 "0x10", "1e3", "1.0", "+", "-"}) {
+    const std::string what = message_of<std::invalid_argument>(
+        [&] { static_cast<void>(webexec::parse_int("WORKERS", ConfigValue(text))); });
+    EXPECT_TRUE(contains(what, "WORKERS")) << what;
+    EXPECT_TRUE(contains(what, "is not an integer")) << text << ": " << what;
+  }
+}
+
+TEST(ConfigTest, IntRangeErrorsNameTheBoundThatIsCrossed) {
+  std::string what = message_of<std::out_of_range>(
+      [&] { static_cast<void>(webexec::parse_int("N", ConfigValue(std::string("0")), 1, 256)); });
+  EXPECT_TRUE(contains(what, "N='0' is below the minimum of 1")) << what;
+  what = message_of<std::out_of_range>(
+      [&] { static_cast<void>(webexec::parse_int("N", ConfigValue(std::int64_t{300}), 1, 256)); });
+  EXPECT_TRUE(contains(what, "N=300 is above the maximum of 256")) << what;
+  // Beyond int64 on either side: still the right bound, not "invalid".
+  what = message_of<std::out_of_range>([&] {
+    static_cast<void>(webexec::parse_int("N", ConfigValue(std::string("-99999999999999999999"))));
+  });
+  EXPECT_TRUE(contains(what, "is below the minimum of -9223372036854775808")) << what;
+  what = message_of<std::out_of_range>([&] {
+    static_cast<void>(webexec::parse_int("N", ConfigValue(std::string("+99999999999999999999"))));
+  });
+  EXPECT_TRUE(contains(what, "is above the maximum of 9223372036854775807")) << what;
+}
+
+TEST(ConfigTest, IntEmptyAndBooleanSayWhatIsWrong) {
+  EXPECT_TRUE(contains(message_of<std::invalid_argument>([&] {
+                         static_cast<void>(webexec::parse_int("N", ConfigValue(std::string())));
+                       }),
+                       "N='' is empty"));
+  EXPECT_TRUE(contains(message_of<std::invalid_argument>(
+                           [&] { static_cast<void>(webexec::parse_int("N", ConfigValue(true))); }),
+                       "N=true is a boolean, not an integer"));
+}
+
+TEST(ConfigTest, DurationAcceptsDecimalSeconds) {
+  const std::vector<std::pair<ConfigValue, std::chrono::nanoseconds>> cases = {
+      {std::string("30"), 30s},
+      {std::string("+2"), 2s},
+      {std::string("0.5"), 500ms},
+      {std::string(".25"), 250ms},
+      {std::string("5."), 5s},
+      {std::string("1.5"), 1500ms},
+      {std::string("0.001"), 1ms},
+      {std::string("1e-3"), 1ms},
+      {std::string("2E2"), 200s},
+      {std::string("1.5e+1"), 15s},
+      {std::string("0.0000012e3"), 1200us},
+      {std::string("31536000"), 24h * 365},
+      {std::string("007"), 7s},
+      {std::int64_t{40}, 40s},
+      {std::int64_t{31536000}, 24h * 365},
+  };
+  for (const auto& [value, expected] : cases) {
+    EXPECT_EQ(webexec::parse_duration("TIMEOUT", value), expected) << webexec::to_string(value);
+  }
+  webexec::Config config;
+  config.set("T", "2.5");
+  EXPECT_EQ(config.get_duration("T"), 2500ms);
+  EXPECT_FALSE(config.get_duration("MISSING").has_value());
+}
+
+TEST(ConfigTest, DurationRejectsWhitespaceHexInfNanAndStraySigns) {
+  // Each used to be accepted by strtod (' 5', '\t5', '0x1p-3', 'inf') or
+  // misreported as out of range ('+-5').
+  for (const std::string text :
+       {" 5",  "\t5",      "5 ",  "5\n", "0x1p-3", "0x10",  "inf",   "-inf",
+        "nan", "infinity", "+-5", "-+5", "--5",    "1e",    "e5",    ".",
+        "+.",  "1.2.3",    "5s",  "1,5", "1e+-3",  "1e3.5", "1_000", "\xef\xbc\x95"}) {
+    const std::string what = duration_error<std::invalid_argument>(ConfigValue(text));
+    EXPECT_TRUE(contains(what, "TIMEOUT")) << what;
+    EXPECT_TRUE(contains(what, "is not a number")) << text << ": " << what;
+  }
+  EXPECT_TRUE(
+      contains(duration_error<std::invalid_argument>(ConfigValue(std::string())), "is empty"));
+  EXPECT_TRUE(contains(duration_error<std::invalid_argument>(ConfigValue(false)),
+                       "is a boolean, not a number of seconds"));
+}
+
+TEST(ConfigTest, DurationBelowTheMinimumIsRejectedNotRoundedToZero) {
+  // '1e-12' used to become 0 s, so every process job was killed at once.
+  EXPECT_EQ(duration_error<std::out_of_range>(ConfigValue(std::string("1e-12"))),
+            "TIMEOUT='1e-12' is below the minimum of 0.001 s");
+  for (const ConfigValue& value :
+       {ConfigValue(std::string("0")), ConfigValue(std::string("-0")),
+        ConfigValue(std::string("0.0009")), ConfigValue(std::string("-5")),
+        ConfigValue(std::string("1e-400")), ConfigValue(std::string("-1e400")),
+        ConfigValue(std::string("0e99999999999999999999")), ConfigValue(std::int64_t{0}),
+        ConfigValue(std::int64_t{-1}), ConfigValue(std::int64_t{INT64_MIN})}) {
+    EXPECT_TRUE(contains(duration_error<std::out_of_range>(value), "below the minimum of 0.001 s"))
+        << webexec::to_string(value);
+  }
+}
+
+TEST(ConfigTest, DurationAboveTheMaximumIsRejected) {
+  // '1e10' used to be reported as "must be > 0".
+  EXPECT_EQ(duration_error<std::out_of_range>(ConfigValue(std::string("1e10"))),
+            "TIMEOUT='1e10' is above the maximum of 31536000 s");
+  for (const ConfigValue& value :
+       {ConfigValue(std::string("31536000.001")), ConfigValue(std::string("1e400")),
+        ConfigValue(std::string("99999999999999999999")), ConfigValue(std::int64_t{31536001}),
+        ConfigValue(std::int64_t{INT64_MAX})}) {
+    EXPECT_TRUE(
+        contains(duration_error<std::out_of_range>(value), "above the maximum of 31536000 s"))
+        << webexec::to_string(value);
+  }
+}
+
+TEST(ConfigTest, DurationHonoursCustomBounds) {
+  EXPECT_EQ(webexec::parse_duration("T", ConfigValue(std::string("0.25")), 250ms, 1s), 250ms);
+  const std::string what = message_of<std::out_of_range>([] {
+    static_cast<void>(webexec::parse_duration("T", ConfigValue(std::string("2")), 250ms, 1500ms));
+  });
+  EXPECT_EQ(what, "T='2' is above the maximum of 1.5 s");
+  EXPECT_THROW(
+      static_cast<void>(webexec::parse_duration("T", ConfigValue(std::int64_t{1}), 0ms, 1s)),
+      std::invalid_argument);
+}
+
+TEST(ConfigTest, IntegerAndDurationAgreeOnWhatIsNotANumber) {
+  // One grammar: whatever no integer key accepts as text, no duration key
+  // accepts either (durations only add a fraction and an exponent).
+  for (const std::string text :
+       {" 1", "1 ", "\t1", "\n1", "1\r", "0x1", "+-1", "-+1", "++1", "1-", "1+", "", "inf"}) {
+    EXPECT_THROW(static_cast<void>(webexec::parse_int("K", ConfigValue(text))),
+                 std::invalid_argument)
+        << text;
+    EXPECT_THROW(static_cast<void>(webexec::parse_duration("K", ConfigValue(text))),
+                 std::invalid_argument)
+        << text;
+  }
+  for (const std::string text : {"+1", "1", "0042"}) {
+    EXPECT_EQ(webexec::parse_duration("K", ConfigValue(text)),
+              std::chrono::seconds(webexec::parse_int("K", ConfigValue(text))))
+        << text;
+  }
 }
 
 }  // namespace
