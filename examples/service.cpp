@@ -92,32 +92,33 @@ int main(int argc, char** argv) try {
   server.set_keep_alive_timeout(2);  // polling clients must not pin server threads
   webexec::http::install(server, app);
 
-  auto send = [](httplib::Response& res, const nlohmann::json& body, int status = 200) {
-    res.status = status;
-    res.set_content(body.dump(), "application/json");
-  };
-
-  // The seed's example: submit_stored, then poll and pop.
+  // README.md quotes the block between the [readme] markers verbatim; the
+  // http tests check that it does, and run it with 16 concurrent pollers.
+  // [readme seed-flow]
+  using webexec::http::send_json;
   server.Get("/start-task", [&](const httplib::Request&, httplib::Response& res) {
     try {
       executor.submit_stored("calc_power", big_pow, 323U, 1235U);
-      send(res, {{"result", "success"}});
-    } catch (const std::invalid_argument&) {
-      send(res, {{"result", "already running"}, {"error", "future_key 'calc_power' exists"}}, 409);
+      send_json(res, {{"result", "success"}});
+    } catch (const std::invalid_argument&) {  // the key is taken: not yet popped
+      send_json(res, {{"result", "already running"}}, 409);
     }
   });
   server.Get("/get-result", [&](const httplib::Request&, httplib::Response& res) {
-    auto done = executor.futures().done("calc_power");
-    if (!done) {
-      send(res, {{"status", nullptr}, {"error", "no task 'calc_power'; GET /start-task first"}},
-           404);
-    } else if (!*done) {
-      send(res, {{"status", to_string(*executor.futures().state("calc_power"))}});
+    // One atomic step: with done() then pop(), two pollers could both see it done.
+    auto polled = executor.futures().pop_if_done("calc_power");
+    if (!polled) {
+      send_json(res, {{"status", nullptr}, {"error", "no task; GET /start-task first"}}, 404);
+    } else if (!polled->future) {
+      send_json(res, {{"status", to_string(polled->state)}});  // PENDING or RUNNING
     } else {
-      auto future = executor.futures().pop("calc_power");
-      send(res, {{"status", "done"}, {"result", future->result<std::string>()}});
+      send_json(res, {{"status", "done"}, {"result", polled->future->result<std::string>()}});
     }
   });
+  // [/readme seed-flow]
+  auto send = [](httplib::Response& res, const nlohmann::json& body, int status = 200) {
+    send_json(res, body, status);
+  };
 
   // A longer job that reports progress through the status routes.
   auto launch_report = [&](const std::string& key, std::int64_t steps) {

@@ -18,8 +18,10 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -258,6 +260,107 @@ TEST_F(ExampleServiceTest, SeedFlowStartTaskThenGetResultAndPop) {
   auto restart = cli.Get("/start-task");
   ASSERT_TRUE(restart) << httplib::to_string(restart.error());
   EXPECT_EQ(restart->status, 200);
+}
+
+/// The text of `relative` (to the source tree, found from this file's path).
+std::string source_file(const std::string& relative) {
+  const fs::path path = fs::path(__FILE__).parent_path().parent_path().parent_path() / relative;
+  std::ifstream in(path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// "The README's and the example's code is the code that the race test runs": the
+// seed-flow routes of examples/service.cpp (between its [readme seed-flow] markers,
+// one indentation level removed) appear verbatim in README.md.
+TEST(ReadmeSeedFlow, QuotesTheExampleServiceVerbatim) {
+  const std::string example = source_file("examples/service.cpp");
+  const std::string readme = source_file("README.md");
+  ASSERT_FALSE(example.empty());
+  ASSERT_FALSE(readme.empty());
+  const std::string begin = "// [readme seed-flow]\n";
+  const std::size_t a = example.find(begin);
+  const std::size_t b = example.find("// [/readme seed-flow]");
+  ASSERT_NE(a, std::string::npos);
+  ASSERT_NE(b, std::string::npos);
+  std::istringstream lines(example.substr(a + begin.size(), b - a - begin.size()));
+  std::string region;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("  ", 0) == 0) line.erase(0, 2);
+    if (line.find_first_not_of(' ') == std::string::npos) continue;  // the marker's indent
+    region += line + "\n";
+  }
+  ASSERT_NE(region.find("pop_if_done"), std::string::npos) << region;
+  EXPECT_NE(readme.find(region), std::string::npos)
+      << "README.md must quote examples/service.cpp verbatim:\n"
+      << region;
+}
+
+// Issue 9 item 10: the README's /get-result pattern under 16 concurrent pollers. Each
+// client starts the seed's job and polls it for 10 s; when two pollers see it done,
+// only one may pop it. The service must stay up and every answer must be a well-formed
+// JSON document with 200, 404 or 409 (the old done/state/pop/result sequence
+// dereferenced an empty optional and the service died with SIGSEGV).
+TEST_F(ExampleServiceTest, SixteenPollersOfTheSeedFlowNeverCrashTheService) {
+  constexpr int kClients = 16;
+  constexpr auto kRun = std::chrono::seconds(10);
+  struct Tally {
+    int requests = 0;
+    int done = 0;
+    std::string failure;  // the first bad answer, if any
+  };
+  std::vector<Tally> tallies(kClients);
+  std::vector<std::thread> clients;
+  const auto deadline = std::chrono::steady_clock::now() + kRun;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([this, deadline, &tally = tallies[static_cast<std::size_t>(c)]] {
+      auto cli = client();
+      auto check = [&](const char* path, const httplib::Result& res) {
+        ++tally.requests;
+        if (!res) {
+          tally.failure = std::string(path) + ": " + httplib::to_string(res.error());
+          return false;
+        }
+        if (res->status != 200 && res->status != 404 && res->status != 409) {
+          tally.failure = std::string(path) + ": status " + std::to_string(res->status);
+          return false;
+        }
+        if (!json::accept(res->body)) {
+          tally.failure = std::string(path) + ": not JSON: " + res->body;
+          return false;
+        }
+        return true;
+      };
+      while (std::chrono::steady_clock::now() < deadline && tally.failure.empty()) {
+        if (!check("/start-task", cli.Get("/start-task"))) break;
+        for (int poll = 0; poll < 1000 && std::chrono::steady_clock::now() < deadline; ++poll) {
+          auto res = cli.Get("/get-result");
+          if (!check("/get-result", res)) break;
+          if (res->status == 404) break;  // popped (by us or another poller)
+          if (json::parse(res->body).at("status") == "done") {
+            ++tally.done;
+            break;
+          }
+        }
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+
+  int requests = 0;
+  int done = 0;
+  for (const auto& t : tallies) {
+    EXPECT_TRUE(t.failure.empty()) << t.failure;
+    requests += t.requests;
+    done += t.done;
+  }
+  ASSERT_FALSE(child_.exited()) << "the service died, wait status " << child_.status();
+  auto cli = client();
+  auto alive = cli.Get("/");
+  ASSERT_TRUE(alive) << httplib::to_string(alive.error());
+  EXPECT_EQ(alive->status, 200);
+  EXPECT_GT(done, 0) << "no poller ever saw the job done in " << requests << " requests";
 }
 
 TEST_F(ExampleServiceTest, ReportsJobShowsProgressThroughTheStatusRoutes) {

@@ -180,6 +180,16 @@ inline std::string request_id_for(const httplib::Request& req, const HttplibOpti
 
 }  // namespace detail
 
+/// Sets `body` as `res`'s JSON content with `status`. Strings that are not
+/// valid UTF-8 (a key decoded from `%FF`) are written with U+FFFD in place
+/// of the bad bytes: this never throws for a bad string, unlike
+/// `json::dump()`. Throws only `std::bad_alloc`.
+inline void send_json(httplib::Response& res, const nlohmann::json& body, int status = 200) {
+  res.status = status;
+  res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                  "application/json");
+}
+
 /// A fresh random key for a stored job (32 hex digits).
 inline std::string new_job_key() { return detail::random_hex(32); }
 
