@@ -136,18 +136,12 @@ int main(int argc, char** argv) try {
                             {"path", request.path}};
     });
   };
+  // Malformed ?steps= is a 400 naming the parameter, and a full collection a 503 with
+  // Retry-After: the adapter maps BadRequest and CapacityError itself.
   server.Get("/reports", [&](const httplib::Request& req, httplib::Response& res) {
-    const auto steps = webexec::parse_int(
-        "steps", req.has_param("steps") ? req.get_param_value("steps") : std::string("10"), 1,
-        1000);
+    const auto steps = webexec::http::int_param(req, "steps", 10, 1, 1000);
     const std::string key = webexec::http::new_job_key();
-    try {
-      launch_report(key, steps);
-    } catch (const webexec::CapacityError&) {
-      res.set_header("Retry-After", "1");
-      send(res, {{"error", "too many unfinished jobs; retry later"}}, 503);
-      return;
-    }
+    launch_report(key, steps);
     webexec::http::accepted(res, key, "/jobs");
   });
   webexec::http::mount_status_routes(server, executor, "/jobs");

@@ -423,6 +423,50 @@ TEST_F(ExampleServiceTest, FullCollectionRefusesNewReportsClearlyWithoutLeakingI
       << refused->get_header_value("EXCEPTION_WHAT");
   EXPECT_TRUE(json::accept(refused->body))
       << "expected a JSON error body, got '" << refused->body << "'";
+  EXPECT_EQ(refused->get_header_value("Retry-After"), "1");
+
+  // Issue 9 item 11: the seed's /start-task answered 500 here (CapacityError escaped).
+  auto start = cli.Get("/start-task");
+  ASSERT_TRUE(start) << httplib::to_string(start.error());
+  EXPECT_EQ(start->status, 503) << start->body;
+  EXPECT_EQ(start->get_header_value("Retry-After"), "1");
+  EXPECT_TRUE(json::accept(start->body)) << start->body;
+  EXPECT_EQ(start->body.find("EXECUTOR_FUTURES_MAX_LENGTH"), std::string::npos)
+      << "the CapacityError's text must not reach the client: " << start->body;
+}
+
+// Issue 9 item 11: every malformed ?steps= used to answer 500 (parse_int threw into
+// httplib). Each is now a 400 whose JSON body names the parameter.
+TEST_F(ExampleServiceTest, MalformedStepsAre400NamingTheParameter) {
+  auto cli = client();
+  for (const std::string raw : {"abc", "", "0", "-1", "1001", "99999999999", "1.5", "%00", "%FF",
+                                "%E2%91%A4", "+5", "%2B5", "5%20", "0x10", "1e3"}) {
+    auto res = cli.Get("/reports?steps=" + raw);
+    ASSERT_TRUE(res) << raw << ": " << httplib::to_string(res.error());
+    EXPECT_EQ(res->status, 400) << "steps=" << raw << ": " << res->body;
+    ASSERT_TRUE(json::accept(res->body)) << "steps=" << raw << ": " << res->body;
+    const json body = json::parse(res->body);
+    EXPECT_EQ(body.value("parameter", ""), "steps") << body;
+    EXPECT_NE(body.value("error", "").find("steps"), std::string::npos) << body;
+  }
+  auto ok = cli.Get("/reports?steps=1");
+  ASSERT_TRUE(ok) << httplib::to_string(ok.error());
+  EXPECT_EQ(ok->status, 202) << ok->body;
+}
+
+// Issue 9 item 11: a key that is not UTF-8 made the JSON encoder throw (500). It is now
+// a 404 whose body is valid JSON, with the bad bytes replaced.
+TEST_F(ExampleServiceTest, KeysThatAreNotUtf8Are404WithValidJson) {
+  auto cli = client();
+  for (const std::string key : {"%FF", "%C0%AF", "%ED%A0%80", "a%FFb"}) {
+    for (const bool del : {false, true}) {
+      auto res = del ? cli.Delete("/jobs/" + key) : cli.Get("/jobs/" + key);
+      ASSERT_TRUE(res) << key << ": " << httplib::to_string(res.error());
+      EXPECT_EQ(res->status, 404) << (del ? "DELETE " : "GET ") << key << ": " << res->body;
+      ASSERT_TRUE(json::accept(res->body)) << key << ": " << res->body;
+      EXPECT_EQ(json::parse(res->body).value("error", ""), "unknown job") << res->body;
+    }
+  }
 }
 
 TEST_F(ExampleServiceTest, UnknownJobIs404) {

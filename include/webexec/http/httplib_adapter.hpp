@@ -44,6 +44,7 @@
 #include <filesystem>
 #include <memory>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -56,6 +57,7 @@
 #include "webexec/app.hpp"
 #include "webexec/context.hpp"
 #include "webexec/detail/demangle.hpp"
+#include "webexec/errors.hpp"
 #include "webexec/executor.hpp"
 
 namespace webexec::http {
@@ -67,6 +69,30 @@ struct HttplibOptions {
   std::string request_id_header = "X-Request-Id";
   /// Echo the request id in the response (if the handler did not set it).
   bool echo_request_id = true;
+  /// Put a throwing handler's `what()` in its 500 body (`"message"`). Off by
+  /// default: exception text can carry internals (paths, SQL, secrets).
+  bool expose_exception_messages = false;
+};
+
+/// Options of `mount_status_routes`.
+struct StatusRouteOptions {
+  /// Include a failed job's `what()` as `error.message` in its status
+  /// document. Off by default: only the exception's type is shown.
+  bool expose_error_messages = false;
+};
+
+/// A request the client got wrong: answered 400 with
+/// `{"error": what(), "parameter": parameter()}` by the adapter's exception
+/// mapping (`install` and `wrap`). `what()` must not echo client input
+/// that could be arbitrary bytes; `int_param` never does.
+class BadRequest : public std::invalid_argument {
+ public:
+  BadRequest(std::string parameter, const std::string& message)
+      : std::invalid_argument(message), parameter_(std::move(parameter)) {}
+  [[nodiscard]] const std::string& parameter() const noexcept { return parameter_; }
+
+ private:
+  std::string parameter_;
 };
 
 namespace detail {
@@ -190,6 +216,33 @@ inline void send_json(httplib::Response& res, const nlohmann::json& body, int st
                   "application/json");
 }
 
+/// The query or form parameter `name` of `req` as an integer in
+/// [`min`, `max`], or `fallback` if absent. Only plain decimal digits are
+/// accepted (no sign for positive values, no spaces, '+', decimals or
+/// exponents; at most 18 digits), so `1.5`, `+5`, `%00` or `⑤` are refused.
+/// Throws: `BadRequest` naming `name` and the range (never the value).
+inline std::int64_t int_param(const httplib::Request& req, const std::string& name,
+                              std::int64_t fallback, std::int64_t min, std::int64_t max) {
+  if (!req.has_param(name.c_str())) return fallback;
+  const std::string value = req.get_param_value(name.c_str());
+  std::string_view digits = value;
+  const bool negative = !digits.empty() && digits.front() == '-';
+  if (negative) digits.remove_prefix(1);
+  bool ok = !digits.empty() && digits.size() <= 18 && !(negative && min >= 0);
+  std::int64_t n = 0;
+  for (const char c : digits) {
+    if (!ok) break;
+    ok = c >= '0' && c <= '9';
+    n = n * 10 + (c - '0');
+  }
+  if (negative) n = -n;
+  if (!ok || n < min || n > max) {
+    throw BadRequest(name, "parameter '" + name + "' must be an integer from " +
+                               std::to_string(min) + " to " + std::to_string(max));
+  }
+  return n;
+}
+
 /// A fresh random key for a stored job (32 hex digits).
 inline std::string new_job_key() { return detail::random_hex(32); }
 
@@ -260,9 +313,37 @@ inline InstalledScope& installed_scope() {
 }
 
 inline void unknown_job(httplib::Response& res, const std::string& key) {
-  res.status = 404;
-  res.set_content(nlohmann::json{{"key", key}, {"error", "unknown job"}}.dump(),
-                  "application/json");
+  send_json(res, {{"key", key}, {"error", "unknown job"}}, 404);
+}
+
+/// The adapter's answer to an exception from a handler: `BadRequest` is a
+/// 400 naming the parameter, `CapacityError` a 503 with `Retry-After: 1`,
+/// anything else is reported to the app and answered with a plain 500.
+/// No body carries `what()` unless `options.expose_exception_messages`.
+inline void answer_exception(App& app, const httplib::Request& req, httplib::Response& res,
+                             const std::exception_ptr& error,
+                             const HttplibOptions& options) noexcept {
+  try {
+    try {
+      std::rethrow_exception(error);
+    } catch (const BadRequest& e) {
+      send_json(res, {{"error", e.what()}, {"parameter", e.parameter()}}, 400);
+    } catch (const CapacityError&) {
+      res.set_header("Retry-After", "1");
+      send_json(res, {{"error", "too many unfinished jobs; retry later"}}, 503);
+    } catch (...) {
+      app.report_error({.origin = "request handler for " + req.method + " " + req.path,
+                        .executor = {},
+                        .key = {},
+                        .message = webexec::detail::what(error),
+                        .exception = error});
+      nlohmann::json body = {{"error", "internal server error"}};
+      if (options.expose_exception_messages) body["message"] = webexec::detail::what(error);
+      send_json(res, body, 500);
+    }
+  } catch (...) {  // out of memory while answering: the plainest 500
+    res.status = 500;
+  }
 }
 
 inline void echo_request_id(httplib::Response& res, const HttplibOptions& options,
@@ -276,9 +357,11 @@ inline void echo_request_id(httplib::Response& res, const HttplibOptions& option
 
 /// Installs webexec on `server` for `app`: every request is handled inside
 /// a request scope, set in pre-routing and cleared in post-routing. It also
-/// installs an exception handler that reports a throwing handler to the
-/// app's error handler and answers a plain 500 (httplib's default would put
-/// the exception's message in a response header).
+/// installs an exception handler (`detail::answer_exception`): `BadRequest`
+/// answers 400 naming the parameter, `CapacityError` 503 with
+/// `Retry-After`, anything else is reported to the app's error handler and
+/// answers a JSON 500 without the exception's text (httplib's default would
+/// put it in a response header) unless `options.expose_exception_messages`.
 /// `user_pre` and `user_post` are chained (pre runs after the scope is set,
 /// post before it is cleared). A throwing `user_post` is reported to the
 /// app's error handler instead of terminating the process, as httplib
@@ -289,16 +372,10 @@ inline void install(httplib::Server& server, App& app,
   // httplib's default answer to a throwing handler is a 500 whose
   // EXCEPTION_WHAT header carries what(): internals leak to the client.
   // Report the exception to the app instead and answer a plain JSON 500.
-  server.set_exception_handler(
-      [&app](const httplib::Request& req, httplib::Response& res, std::exception_ptr error) {
-        app.report_error({.origin = "request handler for " + req.method + " " + req.path,
-                          .executor = {},
-                          .key = {},
-                          .message = webexec::detail::what(error),
-                          .exception = error});
-        res.status = 500;
-        res.set_content(R"({"error":"internal server error"})", "application/json");
-      });
+  server.set_exception_handler([&app, options](const httplib::Request& req, httplib::Response& res,
+                                               std::exception_ptr error) {
+    detail::answer_exception(app, req, res, error, options);
+  });
   server.set_pre_routing_handler([&app, user_pre = std::move(user_pre), options](
                                      const httplib::Request& req, httplib::Response& res) {
     detail::installed_scope().begin(&app, req, detail::request_id_for(req, options));
@@ -322,14 +399,18 @@ inline void install(httplib::Server& server, App& app,
 }
 
 /// Wraps one route's handler in a request scope, for apps that keep their
-/// own pre/post-routing hooks.
+/// own pre/post-routing hooks. Exceptions are answered as `install` does.
 inline httplib::Server::Handler wrap(App& app, httplib::Server::Handler handler,
                                      HttplibOptions options = {}) {
   return [&app, handler = std::move(handler), options](const httplib::Request& req,
                                                        httplib::Response& res) {
     HttplibRequestScope scope(&app, &req, detail::request_id_for(req, options));
     const webexec::detail::ScopedRequest current(&scope);
-    handler(req, res);
+    try {
+      handler(req, res);
+    } catch (...) {
+      detail::answer_exception(app, req, res, std::current_exception(), options);
+    }
     detail::echo_request_id(res, options, scope.request_id());
   };
 }
@@ -373,24 +454,25 @@ inline bool set_listen_backlog(int port, int backlog = 1024) {
 inline void accepted(httplib::Response& res, std::string_view key,
                      std::string_view prefix = "/jobs") {
   const std::string url = std::string(prefix) + "/" + detail::url_encode(key);
-  res.status = 202;
   res.set_header("Location", url);
   res.set_header("Retry-After", "1");
-  res.set_content(nlohmann::json{{"key", key}, {"status_url", url}}.dump(), "application/json");
+  send_json(res, {{"key", key}, {"status_url", url}}, 202);
 }
 
 /// Mounts the job-status routes for `executor.futures()`:
 /// - `GET <prefix>/<key>`: 200 with `FutureCollection::status` JSON (key,
 ///   state, progress, result or error; `Retry-After: 1` while not done), or
-///   404 for an unknown key;
+///   404 for an unknown key; a failed job shows `error.type`, and
+///   `error.message` only with `options.expose_error_messages`;
 /// - `DELETE <prefix>/<key>`: cancels the job: 200 if it is now cancelled,
 ///   409 if it already runs or finished, 404 if unknown.
+/// Keys that are not valid UTF-8 are echoed with U+FFFD for the bad bytes.
 inline void mount_status_routes(httplib::Server& server, Executor& executor,
-                                std::string prefix = "/jobs") {
+                                std::string prefix = "/jobs", StatusRouteOptions options = {}) {
   // Any key, '/' included: accepted() percent-encodes it and httplib
   // decodes the path before matching.
   const std::string pattern = prefix + "/(.+)";
-  server.Get(pattern, [&executor](const httplib::Request& req, httplib::Response& res) {
+  server.Get(pattern, [&executor, options](const httplib::Request& req, httplib::Response& res) {
     const std::string key = req.matches[1].str();
     auto status = executor.futures().status(key);
     if (!status) {
@@ -399,8 +481,10 @@ inline void mount_status_routes(httplib::Server& server, Executor& executor,
     }
     const std::string state = (*status)["state"];
     if (state == "PENDING" || state == "RUNNING") res.set_header("Retry-After", "1");
-    res.status = 200;
-    res.set_content(status->dump(), "application/json");
+    if (!options.expose_error_messages && status->contains("error")) {
+      (*status)["error"].erase("message");
+    }
+    send_json(res, *status);
   });
   server.Delete(pattern, [&executor](const httplib::Request& req, httplib::Response& res) {
     const std::string key = req.matches[1].str();
@@ -410,12 +494,10 @@ inline void mount_status_routes(httplib::Server& server, Executor& executor,
       return;
     }
     const auto state = executor.futures().state(key);
-    res.status = *cancelled ? 200 : 409;
-    res.set_content(nlohmann::json{{"key", key},
-                                   {"cancelled", *cancelled},
-                                   {"state", state ? to_string(*state) : "UNKNOWN"}}
-                        .dump(),
-                    "application/json");
+    send_json(
+        res,
+        {{"key", key}, {"cancelled", *cancelled}, {"state", state ? to_string(*state) : "UNKNOWN"}},
+        *cancelled ? 200 : 409);
   });
 }
 
