@@ -35,18 +35,20 @@
 /// ```
 #pragma once
 
+#include <sys/random.h>
 #include <sys/socket.h>
 
 #include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
-#include <random>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
 
 #include <arpa/inet.h>
@@ -124,18 +126,41 @@ inline std::string sanitize_request_id(std::string_view id) {
   return std::string(id);
 }
 
-inline std::string random_hex(int digits) {
-  thread_local std::mt19937_64 rng{
-      std::random_device{}() ^
-      static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count())};
+/// Fills `out` with `size` bytes from the OS CSPRNG (`getrandom(2)`, which
+/// blocks only until the kernel's pool is first seeded at boot).
+/// Throws: `std::system_error` if the kernel refuses.
+inline void os_random_bytes(void* out, std::size_t size) {
+  auto* p = static_cast<unsigned char*>(out);
+  while (size > 0) {
+    const ssize_t n = ::getrandom(p, size, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw std::system_error(errno, std::generic_category(), "getrandom");
+    }
+    p += n;
+    size -= static_cast<std::size_t>(n);
+  }
+}
+
+/// Where job keys and generated request ids take their bytes: a test seam,
+/// `os_random_bytes` unless a test swaps it. Thread-safe.
+using RandomSource = void (*)(void* out, std::size_t size);
+inline std::atomic<RandomSource>& random_source() {
+  static std::atomic<RandomSource> source{&os_random_bytes};
+  return source;
+}
+
+/// `bytes` fresh random bytes as 2 * `bytes` lowercase hex digits.
+inline std::string random_hex(std::size_t bytes) {
   static constexpr char kHex[] = "0123456789abcdef";
+  unsigned char raw[32];
+  if (bytes > sizeof raw) throw std::invalid_argument("random_hex: at most 32 bytes");
+  random_source().load(std::memory_order_acquire)(raw, bytes);
   std::string out;
-  out.reserve(static_cast<std::size_t>(digits));
-  std::uint64_t bits = 0;
-  for (int i = 0; i < digits; ++i) {
-    if (i % 16 == 0) bits = rng();
-    out.push_back(kHex[bits & 15U]);
-    bits >>= 4U;
+  out.reserve(2 * bytes);
+  for (std::size_t i = 0; i < bytes; ++i) {
+    out.push_back(kHex[raw[i] >> 4U]);
+    out.push_back(kHex[raw[i] & 15U]);
   }
   return out;
 }
@@ -201,7 +226,7 @@ inline RequestContext::Params parse_urlencoded(std::string_view text) {
 /// The request id for `req`: its sanitized header, or a fresh one.
 inline std::string request_id_for(const httplib::Request& req, const HttplibOptions& options) {
   std::string id = sanitize_request_id(req.get_header_value(options.request_id_header.c_str()));
-  return id.empty() ? random_hex(16) : id;
+  return id.empty() ? random_hex(8) : id;  // 64 bits of its own draw
 }
 
 }  // namespace detail
@@ -243,8 +268,12 @@ inline std::int64_t int_param(const httplib::Request& req, const std::string& na
   return n;
 }
 
-/// A fresh random key for a stored job (32 hex digits).
-inline std::string new_job_key() { return detail::random_hex(32); }
+/// A fresh key for a stored job: 128 bits from the OS CSPRNG
+/// (`getrandom`) as 32 lowercase hex digits, so a client cannot guess
+/// another client's key. Generated request ids come from separate draws of
+/// the same source and reveal nothing about keys. Thread-safe.
+/// Throws: `std::system_error` if the kernel refuses randomness.
+inline std::string new_job_key() { return detail::random_hex(16); }
 
 /// Builds the value snapshot of `req` (owning every byte). Safe to call
 /// from a handler; never keeps a reference to `req`.
