@@ -6,6 +6,7 @@
 // The binary is found next to this test's build tree: <build>/tests/http_service_test
 // -> <build>/examples/service. A missing binary fails the test (build target
 // `service`).
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
@@ -98,12 +99,21 @@ class Child {
   }
 
   /// Starts `argv[0]` with `argv`. Returns the posix_spawn error (0 on success).
-  int spawn(const std::vector<std::string>& argv) {
+  /// With `stderr_path`, the child's stderr goes to that file (truncated).
+  int spawn(const std::vector<std::string>& argv, const std::string& stderr_path = {}) {
     std::vector<char*> args;
     args.reserve(argv.size() + 1);
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
-    return ::posix_spawn(&pid_, args[0], nullptr, nullptr, args.data(), environ);
+    posix_spawn_file_actions_t actions;
+    ::posix_spawn_file_actions_init(&actions);
+    if (!stderr_path.empty()) {
+      ::posix_spawn_file_actions_addopen(&actions, 2, stderr_path.c_str(),
+                                         O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    }
+    const int rc = ::posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
+    ::posix_spawn_file_actions_destroy(&actions);
+    return rc;
   }
 
   /// True if it has exited (reaps it; its status is in `status()`).
@@ -160,7 +170,10 @@ class ExampleServiceTest : public ::testing::Test {
                                     << "(cmake --build --preset <preset> --target service)";
     port_ = free_port();
     ASSERT_GT(port_, 0);
-    ASSERT_EQ(child_.spawn({binary.string(), "--port", std::to_string(port_)}), 0) << binary;
+    stderr_path_ = ::testing::TempDir() + "webexec-service-" + std::to_string(::getpid()) + "-" +
+                   std::to_string(port_) + ".log";
+    ASSERT_EQ(child_.spawn({binary.string(), "--port", std::to_string(port_)}, stderr_path_), 0)
+        << binary;
 
     // Readiness: poll GET / until it answers (bounded; the only polling with sleeps,
     // for the child's startup).
@@ -183,6 +196,7 @@ class ExampleServiceTest : public ::testing::Test {
   }
 
   void TearDown() override {
+    if (!stderr_path_.empty()) fs::remove(stderr_path_);
     if (child_.pid() <= 0 || child_.exited()) return;
     const auto status = child_.signal_and_reap(SIGTERM, kPatience);
     ASSERT_TRUE(status.has_value()) << "the service ignored SIGTERM (killed)";
@@ -200,6 +214,7 @@ class ExampleServiceTest : public ::testing::Test {
 
   Child child_;
   int port_ = -1;
+  std::string stderr_path_;
   json root_;
 };
 
@@ -260,6 +275,14 @@ TEST_F(ExampleServiceTest, SeedFlowStartTaskThenGetResultAndPop) {
   auto restart = cli.Get("/start-task");
   ASSERT_TRUE(restart) << httplib::to_string(restart.error());
   EXPECT_EQ(restart->status, 200);
+}
+
+/// The text of the file at `path` (empty if missing).
+std::string source_file_at(const fs::path& path) {
+  std::ifstream in(path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 /// The text of `relative` (to the source tree, found from this file's path).
@@ -465,6 +488,27 @@ TEST_F(ExampleServiceTest, KeysThatAreNotUtf8Are404WithValidJson) {
       EXPECT_EQ(res->status, 404) << (del ? "DELETE " : "GET ") << key << ": " << res->body;
       ASSERT_TRUE(json::accept(res->body)) << key << ": " << res->body;
       EXPECT_EQ(json::parse(res->body).value("error", ""), "unknown job") << res->body;
+    }
+  }
+}
+
+// Issue 9 item 15: the example's log lines (access log and error reports) escape
+// control characters, so a query's %0A cannot forge a line.
+TEST_F(ExampleServiceTest, LogLinesEscapeControlCharacters) {
+  auto cli = client();
+  auto res = cli.Get("/reports?steps=abc%0Aforged%20line%0D%1B[2J");
+  ASSERT_TRUE(res) << httplib::to_string(res.error());
+  EXPECT_EQ(res->status, 400);
+  const auto status = child_.signal_and_reap(SIGTERM, kPatience);  // flushes every line
+  ASSERT_TRUE(status.has_value());
+  const std::string log = source_file_at(stderr_path_);
+  ASSERT_NE(log.find("steps=abc\\nforged line\\r\\x1b[2J\" 400"), std::string::npos) << log;
+  std::istringstream lines(log);
+  for (std::string line; std::getline(lines, line);) {
+    EXPECT_EQ(line.find("forged"), line.rfind("forged")) << line;
+    EXPECT_NE(line.rfind("forged", 0), 0U) << "a forged line: " << line;
+    for (const char c : line) {
+      EXPECT_FALSE(static_cast<unsigned char>(c) < 0x20U) << "a control character in: " << line;
     }
   }
 }

@@ -44,6 +44,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -74,6 +75,10 @@ struct HttplibOptions {
   /// Put a throwing handler's `what()` in its 500 body (`"message"`). Off by
   /// default: exception text can carry internals (paths, SQL, secrets).
   bool expose_exception_messages = false;
+  /// If set, receives one access-log line per request (`access_log_line`),
+  /// with every control character escaped, on the server thread after the
+  /// response is written. A throwing sink is ignored (httplib would abort).
+  std::function<void(const std::string& line)> access_log;
 };
 
 /// Options of `mount_status_routes`.
@@ -268,6 +273,55 @@ inline std::int64_t int_param(const httplib::Request& req, const std::string& na
   return n;
 }
 
+/// `text` made safe for one log line: every byte outside printable ASCII
+/// (control characters such as CR, LF, ESC, DEL, and all bytes >= 0x80) is
+/// written as `\xHH` (`\n`, `\r`, `\t` for the usual three), a double
+/// quote as `\x22` and a backslash as `\\`, so client input can never start a forged line or
+/// drive a terminal. Thread-safe.
+inline std::string escape_log(std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size());
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (u < 0x20U || u >= 0x7fU || c == '"') {
+      out += "\\x";
+      out.push_back(kHex[u >> 4U]);
+      out.push_back(kHex[u & 15U]);
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+/// One access-log line for a handled request, every field escaped with
+/// `escape_log`: `<peer> "<METHOD> <decoded path>[?<decoded query>]"
+/// <status> <body bytes> id=<X-Request-Id of the response>`. The query is
+/// shown decoded (as handlers see it), so `%0A` appears as `\n`.
+inline std::string access_log_line(const httplib::Request& req, const httplib::Response& res) {
+  std::string target = req.path;
+  bool first = true;
+  for (const auto& [name, value] : req.params) {
+    target += first ? '?' : '&';
+    first = false;
+    target += name;
+    target += '=';
+    target += value;
+  }
+  return escape_log(req.remote_addr) + " \"" + escape_log(req.method) + " " + escape_log(target) +
+         "\" " + std::to_string(res.status) + " " + std::to_string(res.body.size()) +
+         " id=" + escape_log(res.get_header_value("X-Request-Id"));
+}
+
 /// A fresh key for a stored job: 128 bits from the OS CSPRNG
 /// (`getrandom`) as 32 lowercase hex digits, so a client cannot guess
 /// another client's key. Generated request ids come from separate draws of
@@ -405,6 +459,15 @@ inline void install(httplib::Server& server, App& app,
                                                std::exception_ptr error) {
     detail::answer_exception(app, req, res, error, options);
   });
+  if (options.access_log) {
+    server.set_logger(
+        [sink = options.access_log](const httplib::Request& req, const httplib::Response& res) {
+          try {
+            sink(access_log_line(req, res));
+          } catch (...) {  // a throw here would terminate the process
+          }
+        });
+  }
   server.set_pre_routing_handler([&app, user_pre = std::move(user_pre), options](
                                      const httplib::Request& req, httplib::Response& res) {
     detail::installed_scope().begin(&app, req, detail::request_id_for(req, options));
