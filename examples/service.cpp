@@ -55,22 +55,40 @@ std::string big_pow(std::uint32_t base, std::uint32_t exponent) {
 
 nlohmann::json json_body(const httplib::Request& req) { return nlohmann::json{{"path", req.path}}; }
 
-int port_from(int argc, char** argv) {
+struct Args {
+  int port = 8080;
+  bool access_log = true;
+};
+
+Args parse_args(int argc, char** argv) {
   std::string port = std::getenv("WEBEXEC_PORT") != nullptr ? std::getenv("WEBEXEC_PORT") : "8080";
+  Args args;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--port" && i + 1 < argc) {
       port = argv[++i];
     } else if (arg.rfind("--port=", 0) == 0) {
       port = arg.substr(7);
+    } else if (arg == "--no-access-log") {
+      args.access_log = false;
     } else if (arg == "--help" || arg == "-h") {
-      std::printf("usage: %s [--port N]   (or WEBEXEC_PORT=N; default 8080)\n", argv[0]);
+      std::printf("usage: %s [--port N] [--no-access-log]   (or WEBEXEC_PORT=N; default 8080)\n",
+                  argv[0]);
       std::exit(0);
     } else {
-      throw std::invalid_argument("unknown argument '" + arg + "' (try --help)");
+      throw std::invalid_argument("unknown argument '" + webexec::http::escape_log(arg) +
+                                  "' (try --help)");
     }
   }
-  return static_cast<int>(webexec::parse_int("--port", port, 0, 65535));
+  args.port = static_cast<int>(webexec::parse_int("--port", port, 0, 65535));
+  return args;
+}
+
+/// Writes one line to stderr in a single write, so lines of concurrent
+/// requests never interleave. `line` must already be escaped.
+void log_line(const std::string& line) {
+  const std::string out = line + "\n";
+  std::fwrite(out.data(), 1, out.size(), stderr);
 }
 
 httplib::Server* running_server = nullptr;
@@ -78,46 +96,54 @@ httplib::Server* running_server = nullptr;
 }  // namespace
 
 int main(int argc, char** argv) try {
-  const int port = port_from(argc, argv);
+  const Args args = parse_args(argc, argv);
+  const int port = args.port;
 
   webexec::App app("webexec-example");
   app.config().setdefault("EXECUTOR_MAX_WORKERS", 4);
   app.config().setdefault("EXECUTOR_FUTURES_MAX_LENGTH", 1000);
   app.config().setdefault("EXECUTOR_PROPAGATE_EXCEPTIONS", true);
+  // Every log line escapes control characters: a client's %0A cannot forge a line.
+  app.set_error_handler([](const webexec::ErrorReport& report) {
+    log_line("error: " + webexec::http::escape_log(webexec::describe(report)));
+  });
   webexec::Executor executor(app);
 
   httplib::Server server;
   server.set_tcp_nodelay(true);  // Debian's httplib leaves Nagle on (~40 ms per response)
   server.set_keep_alive_max_count(1000);
   server.set_keep_alive_timeout(2);  // polling clients must not pin server threads
-  webexec::http::install(server, app);
+  webexec::http::HttplibOptions http_options;
+  if (args.access_log) http_options.access_log = log_line;
+  webexec::http::install(server, app, nullptr, nullptr, http_options);
 
-  auto send = [](httplib::Response& res, const nlohmann::json& body, int status = 200) {
-    res.status = status;
-    res.set_content(body.dump(), "application/json");
-  };
-
-  // The seed's example: submit_stored, then poll and pop.
+  // README.md quotes the block between the [readme] markers verbatim; the
+  // http tests check that it does, and run it with 16 concurrent pollers.
+  // [readme seed-flow]
+  using webexec::http::send_json;
   server.Get("/start-task", [&](const httplib::Request&, httplib::Response& res) {
     try {
       executor.submit_stored("calc_power", big_pow, 323U, 1235U);
-      send(res, {{"result", "success"}});
-    } catch (const std::invalid_argument&) {
-      send(res, {{"result", "already running"}, {"error", "future_key 'calc_power' exists"}}, 409);
+      send_json(res, {{"result", "success"}});
+    } catch (const std::invalid_argument&) {  // the key is taken: not yet popped
+      send_json(res, {{"result", "already running"}}, 409);
     }
   });
   server.Get("/get-result", [&](const httplib::Request&, httplib::Response& res) {
-    auto done = executor.futures().done("calc_power");
-    if (!done) {
-      send(res, {{"status", nullptr}, {"error", "no task 'calc_power'; GET /start-task first"}},
-           404);
-    } else if (!*done) {
-      send(res, {{"status", to_string(*executor.futures().state("calc_power"))}});
+    // One atomic step: with done() then pop(), two pollers could both see it done.
+    auto polled = executor.futures().pop_if_done("calc_power");
+    if (!polled) {
+      send_json(res, {{"status", nullptr}, {"error", "no task; GET /start-task first"}}, 404);
+    } else if (!polled->future) {
+      send_json(res, {{"status", to_string(polled->state)}});  // PENDING or RUNNING
     } else {
-      auto future = executor.futures().pop("calc_power");
-      send(res, {{"status", "done"}, {"result", future->result<std::string>()}});
+      send_json(res, {{"status", "done"}, {"result", polled->future->result<std::string>()}});
     }
   });
+  // [/readme seed-flow]
+  auto send = [](httplib::Response& res, const nlohmann::json& body, int status = 200) {
+    send_json(res, body, status);
+  };
 
   // A longer job that reports progress through the status routes.
   auto launch_report = [&](const std::string& key, std::int64_t steps) {
@@ -135,18 +161,12 @@ int main(int argc, char** argv) try {
                             {"path", request.path}};
     });
   };
+  // Malformed ?steps= is a 400 naming the parameter, and a full collection a 503 with
+  // Retry-After: the adapter maps BadRequest and CapacityError itself.
   server.Get("/reports", [&](const httplib::Request& req, httplib::Response& res) {
-    const auto steps = webexec::parse_int(
-        "steps", req.has_param("steps") ? req.get_param_value("steps") : std::string("10"), 1,
-        1000);
+    const auto steps = webexec::http::int_param(req, "steps", 10, 1, 1000);
     const std::string key = webexec::http::new_job_key();
-    try {
-      launch_report(key, steps);
-    } catch (const webexec::CapacityError&) {
-      res.set_header("Retry-After", "1");
-      send(res, {{"error", "too many unfinished jobs; retry later"}}, 503);
-      return;
-    }
+    launch_report(key, steps);
     webexec::http::accepted(res, key, "/jobs");
   });
   webexec::http::mount_status_routes(server, executor, "/jobs");

@@ -149,6 +149,20 @@ std::optional<AnyFuture> FutureCollection::pop(std::string_view key) {
   return out;
 }
 
+std::optional<FutureCollection::Polled> FutureCollection::pop_if_done(std::string_view key) {
+  const std::lock_guard lock(mutex_);
+  purge_expired_locked(Clock::now());
+  const auto it = index_.find(std::string(key));
+  if (it == index_.end()) return std::nullopt;
+  Polled out{.state = (*it->second)->future.state(), .future = std::nullopt};
+  if (out.state == FutureState::finished || out.state == FutureState::cancelled) {
+    out.future = (*it->second)->future;
+    order_.erase(it->second);
+    index_.erase(it);
+  }
+  return out;
+}
+
 std::optional<AnyFuture> FutureCollection::get(std::string_view key) const {
   auto e = find(key);
   if (!e) return std::nullopt;

@@ -14,12 +14,18 @@
 /// ```
 /// executor.submit_stored("calc_power", big_pow, 323, 1235);
 /// ...
-/// if (!*executor.futures().done("calc_power")) {
-///   reply({{"status", to_string(*executor.futures().state("calc_power"))}});
+/// auto polled = executor.futures().pop_if_done("calc_power");  // one atomic step
+/// if (!polled) {
+///   reply(404, {{"status", nullptr}});
+/// } else if (!polled->future) {
+///   reply(200, {{"status", to_string(polled->state)}});
 /// } else {
-///   auto f = executor.futures().pop("calc_power");
-///   reply({{"status", "done"}, {"result", f->result<std::string>()}});
+///   reply(200, {{"status", "done"}, {"result", polled->future->result<std::string>()}});
 /// }
+/// ```
+/// Never write `done(key)` then `pop(key)`: another thread can pop between
+/// the two calls, and the second poller's `pop` is then empty.
+/// ```
 /// ```
 #pragma once
 
@@ -99,6 +105,23 @@ class WEBEXEC_API FutureCollection {
 
   /// Removes and returns the future under `key`; empty if missing.
   std::optional<AnyFuture> pop(std::string_view key);
+
+  /// What `pop_if_done` found under a key.
+  struct Polled {
+    /// The state the future had when it was looked up.
+    FutureState state = FutureState::pending;
+    /// The future, now removed from the collection, if it was done
+    /// (finished or cancelled); empty while it is pending or running.
+    std::optional<AnyFuture> future;
+  };
+
+  /// One atomic poll of `key`: if its future is done, removes it and
+  /// returns it with its state; otherwise returns its state and keeps it.
+  /// Empty if `key` is missing (or expired). Of several threads polling
+  /// the same done future, exactly one receives it; the others then see
+  /// the key missing. This is the safe form of `done(key)`, then `pop(key)`,
+  /// which races (issue 9 item 10). Thread-safe; never blocks on the task.
+  std::optional<Polled> pop_if_done(std::string_view key);
   /// The future under `key` without removing it; empty if missing.
   [[nodiscard]] std::optional<AnyFuture> get(std::string_view key) const;
 

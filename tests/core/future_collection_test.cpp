@@ -92,6 +92,57 @@ TEST(FutureCollectionTest, PopOfAMissingKeyIsEmpty) {
   EXPECT_FALSE(futures.get("missing").has_value());
 }
 
+TEST(FutureCollectionTest, PopIfDoneKeepsAPendingFutureAndTakesADoneOne) {
+  FutureCollection futures;
+  webexec::Promise<int> promise;
+  futures.add("job", promise.future());
+  EXPECT_FALSE(futures.pop_if_done("missing").has_value());
+
+  const auto pending = futures.pop_if_done("job");
+  ASSERT_TRUE(pending.has_value());
+  EXPECT_EQ(pending->state, FutureState::pending);
+  EXPECT_FALSE(pending->future.has_value());
+  EXPECT_TRUE(futures.contains("job")) << "a pending future stays stored";
+
+  promise.set_result(7);
+  const auto done = futures.pop_if_done("job");
+  ASSERT_TRUE(done.has_value());
+  EXPECT_EQ(done->state, FutureState::finished);
+  ASSERT_TRUE(done->future.has_value());
+  EXPECT_EQ(done->future->result<int>(), 7);
+  EXPECT_FALSE(futures.contains("job"));
+  EXPECT_FALSE(futures.pop_if_done("job").has_value());
+}
+
+// Issue 9 item 10: of many pollers of one done future, exactly one receives it; every
+// other one sees the key missing (never "done" with nothing to pop).
+TEST(FutureCollectionTest, PopIfDoneHandsADoneFutureToExactlyOnePoller) {
+  constexpr int kPollers = 8;
+  constexpr int kRounds = 200;
+  FutureCollection futures;
+  for (int round = 0; round < kRounds; ++round) {
+    futures.add("calc_power", finished(round));
+    std::latch start(kPollers);
+    std::atomic<int> got{0};
+    std::atomic<int> missing{0};
+    std::vector<std::thread> pollers;
+    for (int p = 0; p < kPollers; ++p) {
+      pollers.emplace_back([&] {
+        start.arrive_and_wait();
+        auto polled = futures.pop_if_done("calc_power");
+        if (!polled) {
+          missing.fetch_add(1);
+        } else if (polled->future && polled->future->result<int>() == round) {
+          got.fetch_add(1);
+        }
+      });
+    }
+    for (auto& t : pollers) t.join();
+    ASSERT_EQ(got.load(), 1) << "round " << round;
+    ASSERT_EQ(missing.load(), kPollers - 1) << "round " << round;
+  }
+}
+
 TEST(FutureCollectionTest, KeysAreInInsertionOrder) {
   FutureCollection futures;
   futures.add("c", finished(1));

@@ -78,7 +78,8 @@ class JobRoutesTest : public ::testing::Test {
     server.Post("/work/opaque", [this](const httplib::Request&, httplib::Response& res) {
       submit(res, [] { return Opaque{7}; });
     });
-    webexec::http::mount_status_routes(server, executor, "/jobs");
+    // This test shows failed jobs' messages (hidden by default).
+    webexec::http::mount_status_routes(server, executor, "/jobs", {.expose_error_messages = true});
     http.start();
   }
 

@@ -6,6 +6,7 @@
 // The binary is found next to this test's build tree: <build>/tests/http_service_test
 // -> <build>/examples/service. A missing binary fails the test (build target
 // `service`).
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
@@ -18,8 +19,10 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -96,12 +99,21 @@ class Child {
   }
 
   /// Starts `argv[0]` with `argv`. Returns the posix_spawn error (0 on success).
-  int spawn(const std::vector<std::string>& argv) {
+  /// With `stderr_path`, the child's stderr goes to that file (truncated).
+  int spawn(const std::vector<std::string>& argv, const std::string& stderr_path = {}) {
     std::vector<char*> args;
     args.reserve(argv.size() + 1);
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
-    return ::posix_spawn(&pid_, args[0], nullptr, nullptr, args.data(), environ);
+    posix_spawn_file_actions_t actions;
+    ::posix_spawn_file_actions_init(&actions);
+    if (!stderr_path.empty()) {
+      ::posix_spawn_file_actions_addopen(&actions, 2, stderr_path.c_str(),
+                                         O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    }
+    const int rc = ::posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
+    ::posix_spawn_file_actions_destroy(&actions);
+    return rc;
   }
 
   /// True if it has exited (reaps it; its status is in `status()`).
@@ -158,7 +170,10 @@ class ExampleServiceTest : public ::testing::Test {
                                     << "(cmake --build --preset <preset> --target service)";
     port_ = free_port();
     ASSERT_GT(port_, 0);
-    ASSERT_EQ(child_.spawn({binary.string(), "--port", std::to_string(port_)}), 0) << binary;
+    stderr_path_ = ::testing::TempDir() + "webexec-service-" + std::to_string(::getpid()) + "-" +
+                   std::to_string(port_) + ".log";
+    ASSERT_EQ(child_.spawn({binary.string(), "--port", std::to_string(port_)}, stderr_path_), 0)
+        << binary;
 
     // Readiness: poll GET / until it answers (bounded; the only polling with sleeps,
     // for the child's startup).
@@ -181,6 +196,7 @@ class ExampleServiceTest : public ::testing::Test {
   }
 
   void TearDown() override {
+    if (!stderr_path_.empty()) fs::remove(stderr_path_);
     if (child_.pid() <= 0 || child_.exited()) return;
     const auto status = child_.signal_and_reap(SIGTERM, kPatience);
     ASSERT_TRUE(status.has_value()) << "the service ignored SIGTERM (killed)";
@@ -198,6 +214,7 @@ class ExampleServiceTest : public ::testing::Test {
 
   Child child_;
   int port_ = -1;
+  std::string stderr_path_;
   json root_;
 };
 
@@ -260,6 +277,115 @@ TEST_F(ExampleServiceTest, SeedFlowStartTaskThenGetResultAndPop) {
   EXPECT_EQ(restart->status, 200);
 }
 
+/// The text of the file at `path` (empty if missing).
+std::string source_file_at(const fs::path& path) {
+  std::ifstream in(path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+/// The text of `relative` (to the source tree, found from this file's path).
+std::string source_file(const std::string& relative) {
+  const fs::path path = fs::path(__FILE__).parent_path().parent_path().parent_path() / relative;
+  std::ifstream in(path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// "The README's and the example's code is the code that the race test runs": the
+// seed-flow routes of examples/service.cpp (between its [readme seed-flow] markers,
+// one indentation level removed) appear verbatim in README.md.
+TEST(ReadmeSeedFlow, QuotesTheExampleServiceVerbatim) {
+  const std::string example = source_file("examples/service.cpp");
+  const std::string readme = source_file("README.md");
+  ASSERT_FALSE(example.empty());
+  ASSERT_FALSE(readme.empty());
+  const std::string begin = "// [readme seed-flow]\n";
+  const std::size_t a = example.find(begin);
+  const std::size_t b = example.find("// [/readme seed-flow]");
+  ASSERT_NE(a, std::string::npos);
+  ASSERT_NE(b, std::string::npos);
+  std::istringstream lines(example.substr(a + begin.size(), b - a - begin.size()));
+  std::string region;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("  ", 0) == 0) line.erase(0, 2);
+    if (line.find_first_not_of(' ') == std::string::npos) continue;  // the marker's indent
+    region += line + "\n";
+  }
+  ASSERT_NE(region.find("pop_if_done"), std::string::npos) << region;
+  EXPECT_NE(readme.find(region), std::string::npos)
+      << "README.md must quote examples/service.cpp verbatim:\n"
+      << region;
+}
+
+// Issue 9 item 10: the README's /get-result pattern under 16 concurrent pollers. Each
+// client starts the seed's job and polls it for 10 s; when two pollers see it done,
+// only one may pop it. The service must stay up and every answer must be a well-formed
+// JSON document with 200, 404 or 409 (the old done/state/pop/result sequence
+// dereferenced an empty optional and the service died with SIGSEGV).
+TEST_F(ExampleServiceTest, SixteenPollersOfTheSeedFlowNeverCrashTheService) {
+  constexpr int kClients = 16;
+  constexpr auto kRun = std::chrono::seconds(10);
+  struct Tally {
+    int requests = 0;
+    int done = 0;
+    std::string failure;  // the first bad answer, if any
+  };
+  std::vector<Tally> tallies(kClients);
+  std::vector<std::thread> clients;
+  const auto deadline = std::chrono::steady_clock::now() + kRun;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([this, deadline, &tally = tallies[static_cast<std::size_t>(c)]] {
+      auto cli = client();
+      auto check = [&](const char* path, const httplib::Result& res) {
+        ++tally.requests;
+        if (!res) {
+          tally.failure = std::string(path) + ": " + httplib::to_string(res.error());
+          return false;
+        }
+        if (res->status != 200 && res->status != 404 && res->status != 409) {
+          tally.failure = std::string(path) + ": status " + std::to_string(res->status);
+          return false;
+        }
+        if (!json::accept(res->body)) {
+          tally.failure = std::string(path) + ": not JSON: " + res->body;
+          return false;
+        }
+        return true;
+      };
+      while (std::chrono::steady_clock::now() < deadline && tally.failure.empty()) {
+        if (!check("/start-task", cli.Get("/start-task"))) break;
+        for (int poll = 0; poll < 1000 && std::chrono::steady_clock::now() < deadline; ++poll) {
+          auto res = cli.Get("/get-result");
+          if (!check("/get-result", res)) break;
+          if (res->status == 404) break;  // popped (by us or another poller)
+          if (json::parse(res->body).at("status") == "done") {
+            ++tally.done;
+            break;
+          }
+        }
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+
+  int requests = 0;
+  int done = 0;
+  for (const auto& t : tallies) {
+    EXPECT_TRUE(t.failure.empty()) << t.failure;
+    requests += t.requests;
+    done += t.done;
+  }
+  ASSERT_FALSE(child_.exited()) << "the service died, wait status " << child_.status();
+  auto cli = client();
+  auto alive = cli.Get("/");
+  ASSERT_TRUE(alive) << httplib::to_string(alive.error());
+  EXPECT_EQ(alive->status, 200);
+  EXPECT_GT(done, 0) << "no poller ever saw the job done in " << requests << " requests";
+}
+
 TEST_F(ExampleServiceTest, ReportsJobShowsProgressThroughTheStatusRoutes) {
   auto cli = client();
   auto accepted = cli.Get("/reports?steps=3", {{"X-Request-Id", "svc-report-1"}});
@@ -320,6 +446,71 @@ TEST_F(ExampleServiceTest, FullCollectionRefusesNewReportsClearlyWithoutLeakingI
       << refused->get_header_value("EXCEPTION_WHAT");
   EXPECT_TRUE(json::accept(refused->body))
       << "expected a JSON error body, got '" << refused->body << "'";
+  EXPECT_EQ(refused->get_header_value("Retry-After"), "1");
+
+  // Issue 9 item 11: the seed's /start-task answered 500 here (CapacityError escaped).
+  auto start = cli.Get("/start-task");
+  ASSERT_TRUE(start) << httplib::to_string(start.error());
+  EXPECT_EQ(start->status, 503) << start->body;
+  EXPECT_EQ(start->get_header_value("Retry-After"), "1");
+  EXPECT_TRUE(json::accept(start->body)) << start->body;
+  EXPECT_EQ(start->body.find("EXECUTOR_FUTURES_MAX_LENGTH"), std::string::npos)
+      << "the CapacityError's text must not reach the client: " << start->body;
+}
+
+// Issue 9 item 11: every malformed ?steps= used to answer 500 (parse_int threw into
+// httplib). Each is now a 400 whose JSON body names the parameter.
+TEST_F(ExampleServiceTest, MalformedStepsAre400NamingTheParameter) {
+  auto cli = client();
+  for (const std::string raw : {"abc", "", "0", "-1", "1001", "99999999999", "1.5", "%00", "%FF",
+                                "%E2%91%A4", "+5", "%2B5", "5%20", "0x10", "1e3"}) {
+    auto res = cli.Get("/reports?steps=" + raw);
+    ASSERT_TRUE(res) << raw << ": " << httplib::to_string(res.error());
+    EXPECT_EQ(res->status, 400) << "steps=" << raw << ": " << res->body;
+    ASSERT_TRUE(json::accept(res->body)) << "steps=" << raw << ": " << res->body;
+    const json body = json::parse(res->body);
+    EXPECT_EQ(body.value("parameter", ""), "steps") << body;
+    EXPECT_NE(body.value("error", "").find("steps"), std::string::npos) << body;
+  }
+  auto ok = cli.Get("/reports?steps=1");
+  ASSERT_TRUE(ok) << httplib::to_string(ok.error());
+  EXPECT_EQ(ok->status, 202) << ok->body;
+}
+
+// Issue 9 item 11: a key that is not UTF-8 made the JSON encoder throw (500). It is now
+// a 404 whose body is valid JSON, with the bad bytes replaced.
+TEST_F(ExampleServiceTest, KeysThatAreNotUtf8Are404WithValidJson) {
+  auto cli = client();
+  for (const std::string key : {"%FF", "%C0%AF", "%ED%A0%80", "a%FFb"}) {
+    for (const bool del : {false, true}) {
+      auto res = del ? cli.Delete("/jobs/" + key) : cli.Get("/jobs/" + key);
+      ASSERT_TRUE(res) << key << ": " << httplib::to_string(res.error());
+      EXPECT_EQ(res->status, 404) << (del ? "DELETE " : "GET ") << key << ": " << res->body;
+      ASSERT_TRUE(json::accept(res->body)) << key << ": " << res->body;
+      EXPECT_EQ(json::parse(res->body).value("error", ""), "unknown job") << res->body;
+    }
+  }
+}
+
+// Issue 9 item 15: the example's log lines (access log and error reports) escape
+// control characters, so a query's %0A cannot forge a line.
+TEST_F(ExampleServiceTest, LogLinesEscapeControlCharacters) {
+  auto cli = client();
+  auto res = cli.Get("/reports?steps=abc%0Aforged%20line%0D%1B[2J");
+  ASSERT_TRUE(res) << httplib::to_string(res.error());
+  EXPECT_EQ(res->status, 400);
+  const auto status = child_.signal_and_reap(SIGTERM, kPatience);  // flushes every line
+  ASSERT_TRUE(status.has_value());
+  const std::string log = source_file_at(stderr_path_);
+  ASSERT_NE(log.find("steps=abc\\nforged line\\r\\x1b[2J\" 400"), std::string::npos) << log;
+  std::istringstream lines(log);
+  for (std::string line; std::getline(lines, line);) {
+    EXPECT_EQ(line.find("forged"), line.rfind("forged")) << line;
+    EXPECT_NE(line.rfind("forged", 0), 0U) << "a forged line: " << line;
+    for (const char c : line) {
+      EXPECT_FALSE(static_cast<unsigned char>(c) < 0x20U) << "a control character in: " << line;
+    }
+  }
 }
 
 TEST_F(ExampleServiceTest, UnknownJobIs404) {

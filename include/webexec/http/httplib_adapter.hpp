@@ -35,17 +35,21 @@
 /// ```
 #pragma once
 
+#include <sys/random.h>
 #include <sys/socket.h>
 
 #include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
-#include <random>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
 
 #include <arpa/inet.h>
@@ -56,6 +60,7 @@
 #include "webexec/app.hpp"
 #include "webexec/context.hpp"
 #include "webexec/detail/demangle.hpp"
+#include "webexec/errors.hpp"
 #include "webexec/executor.hpp"
 
 namespace webexec::http {
@@ -67,6 +72,34 @@ struct HttplibOptions {
   std::string request_id_header = "X-Request-Id";
   /// Echo the request id in the response (if the handler did not set it).
   bool echo_request_id = true;
+  /// Put a throwing handler's `what()` in its 500 body (`"message"`). Off by
+  /// default: exception text can carry internals (paths, SQL, secrets).
+  bool expose_exception_messages = false;
+  /// If set, receives one access-log line per request (`access_log_line`),
+  /// with every control character escaped, on the server thread after the
+  /// response is written. A throwing sink is ignored (httplib would abort).
+  std::function<void(const std::string& line)> access_log;
+};
+
+/// Options of `mount_status_routes`.
+struct StatusRouteOptions {
+  /// Include a failed job's `what()` as `error.message` in its status
+  /// document. Off by default: only the exception's type is shown.
+  bool expose_error_messages = false;
+};
+
+/// A request the client got wrong: answered 400 with
+/// `{"error": what(), "parameter": parameter()}` by the adapter's exception
+/// mapping (`install` and `wrap`). `what()` must not echo client input
+/// that could be arbitrary bytes; `int_param` never does.
+class BadRequest : public std::invalid_argument {
+ public:
+  BadRequest(std::string parameter, const std::string& message)
+      : std::invalid_argument(message), parameter_(std::move(parameter)) {}
+  [[nodiscard]] const std::string& parameter() const noexcept { return parameter_; }
+
+ private:
+  std::string parameter_;
 };
 
 namespace detail {
@@ -98,18 +131,41 @@ inline std::string sanitize_request_id(std::string_view id) {
   return std::string(id);
 }
 
-inline std::string random_hex(int digits) {
-  thread_local std::mt19937_64 rng{
-      std::random_device{}() ^
-      static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count())};
+/// Fills `out` with `size` bytes from the OS CSPRNG (`getrandom(2)`, which
+/// blocks only until the kernel's pool is first seeded at boot).
+/// Throws: `std::system_error` if the kernel refuses.
+inline void os_random_bytes(void* out, std::size_t size) {
+  auto* p = static_cast<unsigned char*>(out);
+  while (size > 0) {
+    const ssize_t n = ::getrandom(p, size, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw std::system_error(errno, std::generic_category(), "getrandom");
+    }
+    p += n;
+    size -= static_cast<std::size_t>(n);
+  }
+}
+
+/// Where job keys and generated request ids take their bytes: a test seam,
+/// `os_random_bytes` unless a test swaps it. Thread-safe.
+using RandomSource = void (*)(void* out, std::size_t size);
+inline std::atomic<RandomSource>& random_source() {
+  static std::atomic<RandomSource> source{&os_random_bytes};
+  return source;
+}
+
+/// `bytes` fresh random bytes as 2 * `bytes` lowercase hex digits.
+inline std::string random_hex(std::size_t bytes) {
   static constexpr char kHex[] = "0123456789abcdef";
+  unsigned char raw[32];
+  if (bytes > sizeof raw) throw std::invalid_argument("random_hex: at most 32 bytes");
+  random_source().load(std::memory_order_acquire)(raw, bytes);
   std::string out;
-  out.reserve(static_cast<std::size_t>(digits));
-  std::uint64_t bits = 0;
-  for (int i = 0; i < digits; ++i) {
-    if (i % 16 == 0) bits = rng();
-    out.push_back(kHex[bits & 15U]);
-    bits >>= 4U;
+  out.reserve(2 * bytes);
+  for (std::size_t i = 0; i < bytes; ++i) {
+    out.push_back(kHex[raw[i] >> 4U]);
+    out.push_back(kHex[raw[i] & 15U]);
   }
   return out;
 }
@@ -175,13 +231,103 @@ inline RequestContext::Params parse_urlencoded(std::string_view text) {
 /// The request id for `req`: its sanitized header, or a fresh one.
 inline std::string request_id_for(const httplib::Request& req, const HttplibOptions& options) {
   std::string id = sanitize_request_id(req.get_header_value(options.request_id_header.c_str()));
-  return id.empty() ? random_hex(16) : id;
+  return id.empty() ? random_hex(8) : id;  // 64 bits of its own draw
 }
 
 }  // namespace detail
 
-/// A fresh random key for a stored job (32 hex digits).
-inline std::string new_job_key() { return detail::random_hex(32); }
+/// Sets `body` as `res`'s JSON content with `status`. Strings that are not
+/// valid UTF-8 (a key decoded from `%FF`) are written with U+FFFD in place
+/// of the bad bytes: this never throws for a bad string, unlike
+/// `json::dump()`. Throws only `std::bad_alloc`.
+inline void send_json(httplib::Response& res, const nlohmann::json& body, int status = 200) {
+  res.status = status;
+  res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                  "application/json");
+}
+
+/// The query or form parameter `name` of `req` as an integer in
+/// [`min`, `max`], or `fallback` if absent. Only plain decimal digits are
+/// accepted (no sign for positive values, no spaces, '+', decimals or
+/// exponents; at most 18 digits), so `1.5`, `+5`, `%00` or `⑤` are refused.
+/// Throws: `BadRequest` naming `name` and the range (never the value).
+inline std::int64_t int_param(const httplib::Request& req, const std::string& name,
+                              std::int64_t fallback, std::int64_t min, std::int64_t max) {
+  if (!req.has_param(name.c_str())) return fallback;
+  const std::string value = req.get_param_value(name.c_str());
+  std::string_view digits = value;
+  const bool negative = !digits.empty() && digits.front() == '-';
+  if (negative) digits.remove_prefix(1);
+  bool ok = !digits.empty() && digits.size() <= 18 && !(negative && min >= 0);
+  std::int64_t n = 0;
+  for (const char c : digits) {
+    if (!ok) break;
+    ok = c >= '0' && c <= '9';
+    n = n * 10 + (c - '0');
+  }
+  if (negative) n = -n;
+  if (!ok || n < min || n > max) {
+    throw BadRequest(name, "parameter '" + name + "' must be an integer from " +
+                               std::to_string(min) + " to " + std::to_string(max));
+  }
+  return n;
+}
+
+/// `text` made safe for one log line: every byte outside printable ASCII
+/// (control characters such as CR, LF, ESC, DEL, and all bytes >= 0x80) is
+/// written as `\xHH` (`\n`, `\r`, `\t` for the usual three), a double
+/// quote as `\x22` and a backslash as `\\`, so client input can never start a forged line or
+/// drive a terminal. Thread-safe.
+inline std::string escape_log(std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size());
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (u < 0x20U || u >= 0x7fU || c == '"') {
+      out += "\\x";
+      out.push_back(kHex[u >> 4U]);
+      out.push_back(kHex[u & 15U]);
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+/// One access-log line for a handled request, every field escaped with
+/// `escape_log`: `<peer> "<METHOD> <decoded path>[?<decoded query>]"
+/// <status> <body bytes> id=<X-Request-Id of the response>`. The query is
+/// shown decoded (as handlers see it), so `%0A` appears as `\n`.
+inline std::string access_log_line(const httplib::Request& req, const httplib::Response& res) {
+  std::string target = req.path;
+  bool first = true;
+  for (const auto& [name, value] : req.params) {
+    target += first ? '?' : '&';
+    first = false;
+    target += name;
+    target += '=';
+    target += value;
+  }
+  return escape_log(req.remote_addr) + " \"" + escape_log(req.method) + " " + escape_log(target) +
+         "\" " + std::to_string(res.status) + " " + std::to_string(res.body.size()) +
+         " id=" + escape_log(res.get_header_value("X-Request-Id"));
+}
+
+/// A fresh key for a stored job: 128 bits from the OS CSPRNG
+/// (`getrandom`) as 32 lowercase hex digits, so a client cannot guess
+/// another client's key. Generated request ids come from separate draws of
+/// the same source and reveal nothing about keys. Thread-safe.
+/// Throws: `std::system_error` if the kernel refuses randomness.
+inline std::string new_job_key() { return detail::random_hex(16); }
 
 /// Builds the value snapshot of `req` (owning every byte). Safe to call
 /// from a handler; never keeps a reference to `req`.
@@ -250,9 +396,37 @@ inline InstalledScope& installed_scope() {
 }
 
 inline void unknown_job(httplib::Response& res, const std::string& key) {
-  res.status = 404;
-  res.set_content(nlohmann::json{{"key", key}, {"error", "unknown job"}}.dump(),
-                  "application/json");
+  send_json(res, {{"key", key}, {"error", "unknown job"}}, 404);
+}
+
+/// The adapter's answer to an exception from a handler: `BadRequest` is a
+/// 400 naming the parameter, `CapacityError` a 503 with `Retry-After: 1`,
+/// anything else is reported to the app and answered with a plain 500.
+/// No body carries `what()` unless `options.expose_exception_messages`.
+inline void answer_exception(App& app, const httplib::Request& req, httplib::Response& res,
+                             const std::exception_ptr& error,
+                             const HttplibOptions& options) noexcept {
+  try {
+    try {
+      std::rethrow_exception(error);
+    } catch (const BadRequest& e) {
+      send_json(res, {{"error", e.what()}, {"parameter", e.parameter()}}, 400);
+    } catch (const CapacityError&) {
+      res.set_header("Retry-After", "1");
+      send_json(res, {{"error", "too many unfinished jobs; retry later"}}, 503);
+    } catch (...) {
+      app.report_error({.origin = "request handler for " + req.method + " " + req.path,
+                        .executor = {},
+                        .key = {},
+                        .message = webexec::detail::what(error),
+                        .exception = error});
+      nlohmann::json body = {{"error", "internal server error"}};
+      if (options.expose_exception_messages) body["message"] = webexec::detail::what(error);
+      send_json(res, body, 500);
+    }
+  } catch (...) {  // out of memory while answering: the plainest 500
+    res.status = 500;
+  }
 }
 
 inline void echo_request_id(httplib::Response& res, const HttplibOptions& options,
@@ -266,9 +440,11 @@ inline void echo_request_id(httplib::Response& res, const HttplibOptions& option
 
 /// Installs webexec on `server` for `app`: every request is handled inside
 /// a request scope, set in pre-routing and cleared in post-routing. It also
-/// installs an exception handler that reports a throwing handler to the
-/// app's error handler and answers a plain 500 (httplib's default would put
-/// the exception's message in a response header).
+/// installs an exception handler (`detail::answer_exception`): `BadRequest`
+/// answers 400 naming the parameter, `CapacityError` 503 with
+/// `Retry-After`, anything else is reported to the app's error handler and
+/// answers a JSON 500 without the exception's text (httplib's default would
+/// put it in a response header) unless `options.expose_exception_messages`.
 /// `user_pre` and `user_post` are chained (pre runs after the scope is set,
 /// post before it is cleared). A throwing `user_post` is reported to the
 /// app's error handler instead of terminating the process, as httplib
@@ -279,16 +455,19 @@ inline void install(httplib::Server& server, App& app,
   // httplib's default answer to a throwing handler is a 500 whose
   // EXCEPTION_WHAT header carries what(): internals leak to the client.
   // Report the exception to the app instead and answer a plain JSON 500.
-  server.set_exception_handler(
-      [&app](const httplib::Request& req, httplib::Response& res, std::exception_ptr error) {
-        app.report_error({.origin = "request handler for " + req.method + " " + req.path,
-                          .executor = {},
-                          .key = {},
-                          .message = webexec::detail::what(error),
-                          .exception = error});
-        res.status = 500;
-        res.set_content(R"({"error":"internal server error"})", "application/json");
-      });
+  server.set_exception_handler([&app, options](const httplib::Request& req, httplib::Response& res,
+                                               std::exception_ptr error) {
+    detail::answer_exception(app, req, res, error, options);
+  });
+  if (options.access_log) {
+    server.set_logger(
+        [sink = options.access_log](const httplib::Request& req, const httplib::Response& res) {
+          try {
+            sink(access_log_line(req, res));
+          } catch (...) {  // a throw here would terminate the process
+          }
+        });
+  }
   server.set_pre_routing_handler([&app, user_pre = std::move(user_pre), options](
                                      const httplib::Request& req, httplib::Response& res) {
     detail::installed_scope().begin(&app, req, detail::request_id_for(req, options));
@@ -312,14 +491,18 @@ inline void install(httplib::Server& server, App& app,
 }
 
 /// Wraps one route's handler in a request scope, for apps that keep their
-/// own pre/post-routing hooks.
+/// own pre/post-routing hooks. Exceptions are answered as `install` does.
 inline httplib::Server::Handler wrap(App& app, httplib::Server::Handler handler,
                                      HttplibOptions options = {}) {
   return [&app, handler = std::move(handler), options](const httplib::Request& req,
                                                        httplib::Response& res) {
     HttplibRequestScope scope(&app, &req, detail::request_id_for(req, options));
     const webexec::detail::ScopedRequest current(&scope);
-    handler(req, res);
+    try {
+      handler(req, res);
+    } catch (...) {
+      detail::answer_exception(app, req, res, std::current_exception(), options);
+    }
     detail::echo_request_id(res, options, scope.request_id());
   };
 }
@@ -363,24 +546,25 @@ inline bool set_listen_backlog(int port, int backlog = 1024) {
 inline void accepted(httplib::Response& res, std::string_view key,
                      std::string_view prefix = "/jobs") {
   const std::string url = std::string(prefix) + "/" + detail::url_encode(key);
-  res.status = 202;
   res.set_header("Location", url);
   res.set_header("Retry-After", "1");
-  res.set_content(nlohmann::json{{"key", key}, {"status_url", url}}.dump(), "application/json");
+  send_json(res, {{"key", key}, {"status_url", url}}, 202);
 }
 
 /// Mounts the job-status routes for `executor.futures()`:
 /// - `GET <prefix>/<key>`: 200 with `FutureCollection::status` JSON (key,
 ///   state, progress, result or error; `Retry-After: 1` while not done), or
-///   404 for an unknown key;
+///   404 for an unknown key; a failed job shows `error.type`, and
+///   `error.message` only with `options.expose_error_messages`;
 /// - `DELETE <prefix>/<key>`: cancels the job: 200 if it is now cancelled,
 ///   409 if it already runs or finished, 404 if unknown.
+/// Keys that are not valid UTF-8 are echoed with U+FFFD for the bad bytes.
 inline void mount_status_routes(httplib::Server& server, Executor& executor,
-                                std::string prefix = "/jobs") {
+                                std::string prefix = "/jobs", StatusRouteOptions options = {}) {
   // Any key, '/' included: accepted() percent-encodes it and httplib
   // decodes the path before matching.
   const std::string pattern = prefix + "/(.+)";
-  server.Get(pattern, [&executor](const httplib::Request& req, httplib::Response& res) {
+  server.Get(pattern, [&executor, options](const httplib::Request& req, httplib::Response& res) {
     const std::string key = req.matches[1].str();
     auto status = executor.futures().status(key);
     if (!status) {
@@ -389,8 +573,10 @@ inline void mount_status_routes(httplib::Server& server, Executor& executor,
     }
     const std::string state = (*status)["state"];
     if (state == "PENDING" || state == "RUNNING") res.set_header("Retry-After", "1");
-    res.status = 200;
-    res.set_content(status->dump(), "application/json");
+    if (!options.expose_error_messages && status->contains("error")) {
+      (*status)["error"].erase("message");
+    }
+    send_json(res, *status);
   });
   server.Delete(pattern, [&executor](const httplib::Request& req, httplib::Response& res) {
     const std::string key = req.matches[1].str();
@@ -400,12 +586,10 @@ inline void mount_status_routes(httplib::Server& server, Executor& executor,
       return;
     }
     const auto state = executor.futures().state(key);
-    res.status = *cancelled ? 200 : 409;
-    res.set_content(nlohmann::json{{"key", key},
-                                   {"cancelled", *cancelled},
-                                   {"state", state ? to_string(*state) : "UNKNOWN"}}
-                        .dump(),
-                    "application/json");
+    send_json(
+        res,
+        {{"key", key}, {"cancelled", *cancelled}, {"state", state ? to_string(*state) : "UNKNOWN"}},
+        *cancelled ? 200 : 409);
   });
 }
 
