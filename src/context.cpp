@@ -28,12 +28,14 @@ G::G(const G& other) noexcept : data_(other.data_) {
 G& G::operator=(const G& other) noexcept {
   G copy(other);
   std::swap(data_, copy.data_);
+  ++writes_;
   return *this;
 }
 
 G& G::operator=(G&& other) noexcept {
   G moved(std::move(other));
   std::swap(data_, moved.data_);
+  ++writes_;
   return *this;
 }
 
@@ -42,6 +44,7 @@ G::~G() {
 }
 
 G::Map& G::mutable_map() {
+  ++writes_;
   if (data_ == nullptr) {
     data_ = new Data();
   } else if (data_->refs.load(std::memory_order_acquire) != 1) {
@@ -126,15 +129,11 @@ namespace detail {
 
 constinit thread_local Ambient ambient_state;
 
-RequestScope::~RequestScope() { set_cached_block(ContextRef()); }
+RequestScope::~RequestScope() = default;
 
 void RequestScope::set_cached_block(ContextRef block) noexcept {
-  // Give back the references taken in advance; the cached reference itself
-  // keeps the count above zero meanwhile.
-  if (prepaid_ != 0) cached_block_->refs.fetch_sub(prepaid_, std::memory_order_relaxed);
-  prepaid_ = 0;
   cached_for_ = block ? block->executor_id : 0;
-  cached_g_ = g_.data_;
+  cached_g_writes_ = g_.writes();
   cached_block_ = std::move(block);
 }
 
@@ -161,71 +160,27 @@ ContextRef make_block(App* app, const char* no_app_reason,
   return ContextRef(block);
 }
 
-TaskContext::TaskContext(const TaskContext& other) {
-  if (other.has_extra()) {
-    bits_ = reinterpret_cast<std::uintptr_t>(new TaskExtra(*other.extra_ptr())) | 1U;  // NOLINT
-  } else {
-    bits_ = reinterpret_cast<std::uintptr_t>(other.block_ref().release());  // NOLINT
-  }
-}
-
-TaskContext& TaskContext::operator=(const TaskContext& other) {
-  if (this != &other) {
-    TaskContext copy(other);
-    *this = std::move(copy);
-  }
-  return *this;
-}
-
-void TaskContext::reset() noexcept {
-  if (has_extra()) {
-    delete extra_ptr();
-  } else {
-    const ContextRef adopt(reinterpret_cast<ContextBlock*>(bits_));  // NOLINT: releases it
-  }
-  bits_ = 0;
-}
-
-ContextRef TaskContext::block_ref() const noexcept {
-  ContextBlock* b = block();
-  if (b != nullptr) b->refs.fetch_add(1, std::memory_order_relaxed);
-  return ContextRef(b);
-}
-
-TaskExtra& TaskContext::extra() {
-  if (!has_extra()) {
-    auto* e = new TaskExtra();
-    e->block = ContextRef(reinterpret_cast<ContextBlock*>(bits_));  // NOLINT: takes the reference
-    bits_ = reinterpret_cast<std::uintptr_t>(e) | 1U;               // NOLINT: pointer bits
-  }
-  return *extra_ptr();
-}
-
 G& TaskContext::g() {
-  TaskExtra& e = extra();
-  if (!e.own_g) {
-    if (e.block) e.g = e.block->g;
-    e.own_g = true;
-  }
-  return e.g;
+  if (!extra_) extra_ = std::make_unique<TaskExtra>();
+  if (!extra_->g) extra_->g = block_ ? block_->g : G();
+  return *extra_->g;
 }
 
 const G& TaskContext::current_g() const noexcept {
   static const G empty;
-  if (has_own_g()) return extra_ptr()->g;
-  const ContextBlock* b = block();
-  return b != nullptr ? b->g : empty;
+  if (has_own_g()) return *extra_->g;
+  return block_ ? block_->g : empty;
 }
 
 const std::string& TaskContext::label() const noexcept {
   static const std::string none;
-  return has_extra() ? extra_ptr()->label : none;
+  return extra_ ? extra_->label : none;
 }
 
 void TaskContext::set_job(std::string label, std::shared_ptr<ProgressSlot> progress) {
-  TaskExtra& e = extra();
-  e.label = std::move(label);
-  e.progress = std::move(progress);
+  if (!extra_) extra_ = std::make_unique<TaskExtra>();
+  extra_->label = std::move(label);
+  extra_->progress = std::move(progress);
 }
 
 void run_teardown(TaskContext& ctx) noexcept { run_teardown(ctx, nullptr); }
@@ -255,7 +210,8 @@ namespace {
 
 /// Runs a done callback of an executor's future inside the context captured
 /// when it was registered (Flask-Executor's FutureProxy behaviour), or, if
-/// it was registered outside any context, inside the task's own context.
+/// it was registered outside any context, inside a copy of the task's own
+/// context (other callbacks may run in the task's context at the same time).
 class ContextCallback final : public CallbackNode {
  public:
   ContextCallback(std::optional<TaskContext> ctx, CallbackNode* inner)
@@ -265,12 +221,14 @@ class ContextCallback final : public CallbackNode {
   ContextCallback& operator=(const ContextCallback&) = delete;
 
   void invoke(StateBase& state) noexcept override {
-    // The task's own context is read only now, once it has finished: a
-    // copy taken at registration could race with the task writing its g.
-    TaskContext* ctx = ctx_ ? &*ctx_ : state.task_context();
     try {
-      if (ctx != nullptr) {
-        run_in_context(*ctx, [&] { inner_->invoke(state); });
+      if (ctx_) {
+        run_in_context(*ctx_, [&] { inner_->invoke(state); });
+      } else if (const TaskContext* task = state.task_context()) {
+        // Copied only now, once the task has finished: a copy taken at
+        // registration could race with the task writing its g.
+        TaskContext mine(*task);
+        run_in_context(mine, [&] { inner_->invoke(state); });
       } else {
         inner_->invoke(state);
       }

@@ -57,7 +57,7 @@ TaskContext capture_context(const ExecutorSettings& settings) {
                                              settings.push_app_context ? a.request->g() : G(),
                                              &settings, settings.id));
     }
-    return TaskContext(a.request->take_cached_block());
+    return TaskContext(a.request->cached_block());
   }
   return TaskContext(settings.default_block);
 }
@@ -66,8 +66,11 @@ void DefaultCallbackNode::invoke(StateBase& state) noexcept {
   try {
     state.add_ref();
     const AnyFuture future = FutureAccess::adopt<AnyFuture>(&state);
-    if (TaskContext* ctx = state.task_context()) {
-      run_in_context(*ctx, [&] { (*fn_)(future); });
+    if (const TaskContext* task = state.task_context()) {
+      // A copy of its own: an inline callback may use the task's context at
+      // the same time.
+      TaskContext ctx(*task);
+      run_in_context(ctx, [&] { (*fn_)(future); });
     } else {
       (*fn_)(future);
     }

@@ -58,7 +58,7 @@ class WEBEXEC_API G {
  public:
   G() = default;
   G(const G& other) noexcept;
-  G(G&& other) noexcept : data_(std::exchange(other.data_, nullptr)) {}
+  G(G&& other) noexcept : data_(std::exchange(other.data_, nullptr)) { ++other.writes_; }
   G& operator=(const G& other) noexcept;
   G& operator=(G&& other) noexcept;
   ~G();
@@ -102,8 +102,12 @@ class WEBEXEC_API G {
   /// The raw value, if present.
   [[nodiscard]] const std::any* find(std::string_view key) const;
 
+  /// How many times this object has been changed: set, erase, assigned to,
+  /// moved from. A request scope reuses its tasks' context block while the
+  /// count is the one it saw when it built the block.
+  [[nodiscard]] std::uint64_t writes() const noexcept { return writes_; }
+
  private:
-  friend class detail::RequestScope;  // tells whether g changed since a submit
   using Map = std::map<std::string, std::any, std::less<>>;
   struct Data;
   [[nodiscard]] const std::any& at(std::string_view key) const;
@@ -111,6 +115,7 @@ class WEBEXEC_API G {
   [[noreturn]] static void throw_bad_type(std::string_view key, const std::type_info& stored,
                                           const std::type_info& wanted);
   Data* data_ = nullptr;
+  std::uint64_t writes_ = 0;
 };
 
 /// An immutable snapshot of the request that submitted a task, taken at
@@ -202,6 +207,9 @@ struct ExecutorSettings;
 /// reuses one block for every task submitted with the same context (the
 /// same request with an unchanged g, or no request at all), so a submit
 /// costs one reference-count increment, not a copy.
+///
+/// Thread safety: immutable, so any number of threads may read it; the
+/// count is atomic.
 struct WEBEXEC_API ContextBlock {
   // Submitting threads write the count while workers read the fields
   // below: separate cache lines, or every submit steals the workers' copy.
@@ -244,81 +252,64 @@ class WEBEXEC_API ContextRef {
 
 /// The per-task part of a context, made only when needed: the task's own
 /// g (on its first g() call) and, for stored futures and jobs, the label
-/// used in error reports and the progress slot. It owns the block reference.
+/// used in error reports and the progress slot.
 struct TaskExtra {
-  ContextRef block;
-  G g;
-  bool own_g = false;
+  std::optional<G> g;  ///< the task's own g, once made
   std::string label;
   std::shared_ptr<ProgressSlot> progress;
 };
 
-/// What a running task or callback sees as its context: a shared block plus
-/// lazily made per-task extras, in one word: a task carries 8 bytes.
-/// Copying gives the copy its own g (copy-on-write).
+/// What a running task or callback sees as its context: a reference to the
+/// shared block, plus the per-task extras (null until needed). Copying gives
+/// the copy its own g (copy-on-write, O(1)).
+///
+/// Thread safety: one thread at a time uses a context: the task's while it
+/// runs, and each done callback runs in a copy of its own, taken when it
+/// starts. Copying a context that no thread changes is safe from any number
+/// of threads at once.
 class WEBEXEC_API TaskContext {
  public:
   TaskContext() noexcept = default;
-  explicit TaskContext(ContextRef block) noexcept
-      : bits_(reinterpret_cast<std::uintptr_t>(block.release())) {}  // NOLINT: pointer bits
-  TaskContext(const TaskContext& other);
-  TaskContext& operator=(const TaskContext& other);
-  TaskContext(TaskContext&& other) noexcept : bits_(std::exchange(other.bits_, 0)) {}
-  TaskContext& operator=(TaskContext&& other) noexcept {
-    if (this != &other) {
-      if (bits_ != 0) reset();
-      bits_ = std::exchange(other.bits_, 0);
-    }
+  explicit TaskContext(ContextRef block) noexcept : block_(std::move(block)) {}
+  TaskContext(const TaskContext& other)
+      : block_(other.block_),
+        extra_(other.extra_ ? std::make_unique<TaskExtra>(*other.extra_) : nullptr) {}
+  TaskContext& operator=(const TaskContext& other) {
+    if (this != &other) *this = TaskContext(other);
     return *this;
   }
-  ~TaskContext() {
-    if (bits_ != 0) reset();
-  }
+  TaskContext(TaskContext&& other) noexcept = default;
+  TaskContext& operator=(TaskContext&& other) noexcept = default;
+  ~TaskContext() = default;
 
   /// The shared block (null for an empty context).
-  [[nodiscard]] ContextBlock* block() const noexcept {
-    return has_extra() ? extra_ptr()->block.get()
-                       : reinterpret_cast<ContextBlock*>(bits_);  // NOLINT: pointer bits
-  }
+  [[nodiscard]] ContextBlock* block() const noexcept { return block_.get(); }
   /// A new reference to the block.
-  [[nodiscard]] ContextRef block_ref() const noexcept;
+  [[nodiscard]] ContextRef block_ref() const noexcept { return block_; }
 
-  [[nodiscard]] App* app() const noexcept {
-    const ContextBlock* b = block();
-    return b != nullptr ? b->app : nullptr;
-  }
+  [[nodiscard]] App* app() const noexcept { return block_ ? block_->app : nullptr; }
   [[nodiscard]] const char* no_app_reason() const noexcept {
-    const ContextBlock* b = block();
-    return b != nullptr ? b->no_app_reason : nullptr;
+    return block_ ? block_->no_app_reason : nullptr;
   }
   [[nodiscard]] const RequestContext* request() const noexcept {
-    const ContextBlock* b = block();
-    return b != nullptr ? b->request.get() : nullptr;
+    return block_ ? block_->request.get() : nullptr;
   }
 
   /// The task's own g, copied from the block's on first use.
   G& g();
   /// The g a nested submit copies: the task's own if made, else the block's.
   [[nodiscard]] const G& current_g() const noexcept;
-  [[nodiscard]] bool has_own_g() const noexcept { return has_extra() && extra_ptr()->own_g; }
+  [[nodiscard]] bool has_own_g() const noexcept { return extra_ && extra_->g; }
 
   [[nodiscard]] ProgressSlot* progress() const noexcept {
-    return has_extra() ? extra_ptr()->progress.get() : nullptr;
+    return extra_ ? extra_->progress.get() : nullptr;
   }
   [[nodiscard]] const std::string& label() const noexcept;
   void set_job(std::string label, std::shared_ptr<ProgressSlot> progress);
 
  private:
-  // One word: a ContextBlock*, or (low bit set) a TaskExtra* that owns the
-  // block reference. Most tasks never need extras and carry 8 bytes.
-  [[nodiscard]] bool has_extra() const noexcept { return (bits_ & 1U) != 0; }
-  [[nodiscard]] TaskExtra* extra_ptr() const noexcept {
-    return reinterpret_cast<TaskExtra*>(bits_ & ~std::uintptr_t{1});  // NOLINT: pointer bits
-  }
-  TaskExtra& extra();
-  void reset() noexcept;
-
-  std::uintptr_t bits_ = 0;
+  ContextRef block_;
+  std::unique_ptr<TaskExtra> extra_;
 };
 
 /// A request being handled, made current by a web adapter for the duration
@@ -336,28 +327,14 @@ class WEBEXEC_API RequestScope {
   const std::shared_ptr<const RequestContext>& snapshot();
 
   /// True if the cached block was built by the executor with id
-  /// `executor_id` and g's storage has not moved since. When the block
-  /// carries g, its copy shares that storage: it stays alive (so its address
-  /// cannot be reused) and any write to g detaches it to a new address. A
-  /// block without g (EXECUTOR_PUSH_APP_CONTEXT=false) does not depend on g;
-  /// a moved storage merely rebuilds it.
+  /// `executor_id` and g has not changed since (G::writes()).
   [[nodiscard]] bool has_cached_block_for(std::uint64_t executor_id) const noexcept {
-    return cached_for_ == executor_id && cached_g_ == g_.data_;
+    return cached_for_ == executor_id && cached_g_writes_ == g_.writes();
   }
   /// Caches `block`, built now (from this request's g, if it carries g).
   void set_cached_block(ContextRef block) noexcept;
-
-  /// A new reference to the cached block. References are taken from the
-  /// block's count in batches, so most submits of a request pay no atomic
-  /// operation for their context.
-  ContextRef take_cached_block() noexcept {
-    if (prepaid_ == 0) {
-      cached_block_->refs.fetch_add(kPrepaid, std::memory_order_relaxed);
-      prepaid_ = kPrepaid;
-    }
-    --prepaid_;
-    return ContextRef(cached_block_.get());
-  }
+  /// A new reference to the cached block.
+  [[nodiscard]] ContextRef cached_block() const noexcept { return cached_block_; }
 
  protected:
   [[nodiscard]] virtual std::shared_ptr<const RequestContext> build_snapshot() const = 0;
@@ -366,11 +343,9 @@ class WEBEXEC_API RequestScope {
   App* app_;
   G g_;
   std::shared_ptr<const RequestContext> snapshot_;
-  static constexpr long kPrepaid = 64;
   ContextRef cached_block_;
   std::uint64_t cached_for_ = 0;       // executor id of cached_block_, 0 if none
-  const G::Data* cached_g_ = nullptr;  // g's storage when cached_block_ was built
-  long prepaid_ = 0;                   // references to cached_block_ taken but not handed out
+  std::uint64_t cached_g_writes_ = 0;  // g_.writes() when cached_block_ was built
 };
 
 /// The context the current thread runs in.

@@ -456,7 +456,7 @@ class WEBEXEC_API Executor {
     detail::Ambient& a = detail::ambient();
     if (a.task == nullptr && a.request != nullptr &&
         a.request->has_cached_block_for(settings_.id)) {
-      return detail::TaskContext(a.request->take_cached_block());
+      return detail::TaskContext(a.request->cached_block());
     }
     return detail::capture_context(settings_);
   }

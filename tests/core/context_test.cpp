@@ -5,9 +5,14 @@
 #include "webexec/context.hpp"
 
 #include <atomic>
+#include <chrono>
+#include <future>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -21,8 +26,35 @@
 
 namespace {
 
+using namespace std::chrono_literals;
 using webexec_test::core::message_of;
 using webexec_test::core::TestRequest;
+
+/// Upper bound for waits that should end almost at once; reaching it fails the test.
+constexpr auto kPatience = 10s;
+
+/// A reusable meeting point for `parties` threads. Arrivals spin (yielding),
+/// so all parties leave at nearly the same instant; the wait is bounded, so a
+/// bug that keeps one party away fails the test instead of hanging it.
+class Rendezvous {
+ public:
+  explicit Rendezvous(int parties) : parties_(parties) {}
+
+  /// Waits until every party has arrived; false if that took longer than kPatience.
+  bool arrive_and_wait() {
+    const int target = (arrived_.fetch_add(1) / parties_ + 1) * parties_;
+    const auto deadline = std::chrono::steady_clock::now() + kPatience;
+    while (arrived_.load() < target) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::yield();
+    }
+    return true;
+  }
+
+ private:
+  const int parties_;
+  std::atomic<int> arrived_{0};
+};
 
 // ---------------------------------------------------------------- G
 
@@ -273,6 +305,77 @@ TEST(ContextTest, SubmitOutsideARequestBuildsNoSnapshot) {
   auto has_request = executor.submit([] { return webexec::has_request_context(); });
   EXPECT_FALSE(has_request.result());
   EXPECT_EQ(request.builds(), 0);
+}
+
+// ---------------------------------------------------------------- callbacks sharing a task
+
+/// What one trial of the test below records: both callbacks meet, write g,
+/// meet again and read back what they wrote.
+struct CallbackTrial {
+  Rendezvous meet{2};
+  std::promise<void> default_done;
+  std::optional<int> default_saw;      // written by the default callback only
+  std::optional<int> inline_saw;       // written by the inline callback only
+  std::atomic<bool> timed_out{false};  // a rendezvous timed out (written by both)
+};
+
+/// Meets the other callback, writes `mine` to g, meets again, returns what g holds.
+std::optional<int> write_and_read_g(CallbackTrial& trial, int mine) {
+  if (!trial.meet.arrive_and_wait()) trial.timed_out = true;
+  webexec::g().set("who", mine);
+  if (!trial.meet.arrive_and_wait()) trial.timed_out = true;
+  const int* seen = webexec::g().get_if<int>("who");
+  return seen != nullptr ? std::optional<int>(*seen) : std::nullopt;
+}
+
+TEST(ContextTest, CallbacksRunningAtOnceInOneTasksContextEachHaveTheirOwnG) {
+  // Issue 9, item 4. A default done callback runs on the worker while a
+  // callback added after completion, outside any context, runs inline on
+  // this thread: both run in the task's context at the same time. They used
+  // to share the task's one-word context and its g: both made the per-task
+  // extras (adopting the same block reference) and both wrote the same g,
+  // so the block was released twice (SIGSEGV), and ThreadSanitizer saw the
+  // race. Each callback now runs in its own copy of the task's context: it
+  // sees the task's g, and its writes stay its own. Half the trials submit
+  // in a request (the block holds the request's g), half outside one (the
+  // executor's default block).
+  webexec::App app("parallel-callbacks");
+  app.config().set("EXECUTOR_MAX_WORKERS", 1);
+  webexec::Executor executor(app);
+  using Result = std::shared_ptr<CallbackTrial>;
+  executor.add_default_done_callback([](const webexec::AnyFuture& f) {
+    if (f.result_type() != typeid(Result)) return;  // the checks at the end
+    const Result trial = f.as<Result>().result();
+    trial->default_saw = write_and_read_g(*trial, 1);
+    trial->default_done.set_value();
+  });
+  constexpr int kTrials = 500;
+  const auto deadline = std::chrono::steady_clock::now() + 2s;
+  int trials = 0;
+  for (; trials < kTrials && std::chrono::steady_clock::now() < deadline; ++trials) {
+    auto trial = std::make_shared<CallbackTrial>();
+    webexec::Future<Result> future;
+    if (trials % 2 == 0) {
+      TestRequest request(&app, "/trial");
+      request.g().set("user", std::string("alice"));
+      const webexec::detail::ScopedRequest scope(&request);
+      future = executor.submit([trial] { return trial; });
+    } else {
+      future = executor.submit([trial] { return trial; });
+    }
+    ASSERT_EQ(future.result(), trial);  // done: the default callback runs now, on the worker
+    future.add_done_callback([](const webexec::Future<Result>& f) {
+      f.result()->inline_saw = write_and_read_g(*f.result(), 2);
+    });
+    ASSERT_EQ(trial->default_done.get_future().wait_for(kPatience), std::future_status::ready);
+    ASSERT_FALSE(trial->timed_out) << "trial " << trials << ": the callbacks did not run at once";
+    EXPECT_EQ(trial->default_saw, 1) << "trial " << trials;
+    EXPECT_EQ(trial->inline_saw, 2) << "trial " << trials;
+  }
+  EXPECT_GE(trials, 10);
+  // The executor's default block is intact: later tasks still run in it.
+  EXPECT_EQ(executor.submit([] { return &webexec::current_app(); }).result(), &app);
+  EXPECT_FALSE(executor.submit([] { return webexec::g().contains("who"); }).result());
 }
 
 }  // namespace
