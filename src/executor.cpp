@@ -231,7 +231,7 @@ void Executor::init_app(App& app) {
   if (auto v = read("EXECUTOR_PUSH_APP_CONTEXT")) push_app = parse_bool(v->first, v->second);
 
   if (process) {
-    if (!process::fork_server_running()) process::start_fork_server();
+    if (!process::fork_server_running()) process::detail::start_fork_server_from_init_app();
     process_ = std::make_unique<detail::ProcessPool>(detail::ProcessPoolOptions{
         .max_workers = options.max_workers.value_or(default_process_count()),
         .max_tasks_per_child = max_tasks_per_child.value_or(0),

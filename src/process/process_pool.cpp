@@ -158,7 +158,7 @@ class ProcessPool::Impl {
 
   /// Closes, kills if asked, reaps and forgets `w`; returns its wait status.
   int remove(Worker* w, bool kill) {
-    if (kill) ::kill(w->pid, SIGKILL);
+    if (kill) webexec::process::detail::kill_worker(w->pid);  // and what its jobs started
     ::close(w->fd);
     for (auto& job : w->jobs) job->detach_slot(*job->state);  // before the slots go
     webexec::process::detail::unmap_slots(w->slots);
@@ -222,7 +222,7 @@ class ProcessPool::Impl {
       // send it nothing more, and let the poll loop read to EOF; the job
       // just queued was never started, so it will run elsewhere.
       w->unreachable = true;
-      ::kill(w->pid, SIGKILL);
+      webexec::process::detail::kill_worker(w->pid);
     }
   }
 
