@@ -110,9 +110,10 @@ int main(int argc, char** argv) try {
   webexec::Executor executor(app);
 
   httplib::Server server;
-  server.set_tcp_nodelay(true);  // Debian's httplib leaves Nagle on (~40 ms per response)
-  server.set_keep_alive_max_count(1000);
-  server.set_keep_alive_timeout(2);  // polling clients must not pin server threads
+  // Threads, timeouts, keep-alive and the body limit: the adapter's safe defaults
+  // (TCP_NODELAY on, 8 threads, 5 s read/write, 2 s keep-alive, 64 KiB bodies).
+  // Behind nginx (deploy/nginx.conf) slow clients never reach these threads.
+  webexec::http::configure(server, {});
   webexec::http::HttplibOptions http_options;
   if (args.access_log) http_options.access_log = log_line;
   webexec::http::install(server, app, nullptr, nullptr, http_options);

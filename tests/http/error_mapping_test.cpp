@@ -134,7 +134,9 @@ TEST_F(InstalledErrorMappingTest, ThrowingHandlerIs500WithoutTheExceptionText) {
 }
 
 TEST_F(InstalledErrorMappingTest, AppCanAskForExceptionTextInThe500) {
-  start({.expose_exception_messages = true});
+  webexec::http::HttplibOptions options;
+  options.expose_exception_messages = true;
+  start(options);
   auto cli = http.client();
   auto res = cli.Get("/throw");
   ASSERT_TRUE(res) << httplib::to_string(res.error());

@@ -79,7 +79,57 @@ struct HttplibOptions {
   /// with every control character escaped, on the server thread after the
   /// response is written. A throwing sink is ignored (httplib would abort).
   std::function<void(const std::string& line)> access_log;
+  /// A request with more headers than this (the server's synthetic ones
+  /// not counted) is answered 431 before any handler runs, so a stored
+  /// job's request snapshot never keeps more.
+  std::size_t max_headers = 64;
+  /// Likewise for the bytes of all header names and values together.
+  std::size_t max_header_bytes = 16 * 1024;
+  /// Answer 415 to a body with a `Content-Encoding` other than `identity`.
+  /// Debian's httplib inflates gzip and brotli bodies, and its payload
+  /// limit applies to the compressed size: a 0.5 MB gzip body inflates to
+  /// 512 MB. Refused in pre-routing, before the body is read (`install`
+  /// only: with `wrap` the body is read before the handler runs).
+  bool refuse_compressed_bodies = true;
 };
+
+/// The httplib settings that bound what one client can take from the
+/// server. `configure(server, options)` applies them; every field has a
+/// safe default. The limits are documented in README.md ("Limits").
+struct ServerOptions {
+  /// Threads that serve connections (httplib's default: max(8, CPUs - 1)).
+  /// A thread stays with a connection while it is kept alive, so put the
+  /// server behind a proxy that pools connections (deploy/nginx.conf) and
+  /// size that pool to this.
+  std::size_t threads = 8;
+  /// How long a read or a write may stall before the connection is closed
+  /// (httplib's default: 5 s). A client that trickles its headers holds a
+  /// thread at most this long per read.
+  std::chrono::milliseconds read_timeout{std::chrono::seconds(5)};
+  std::chrono::milliseconds write_timeout{std::chrono::seconds(5)};
+  /// How long an idle keep-alive connection keeps its thread (default 5 s).
+  std::chrono::seconds keep_alive_timeout{2};
+  /// Requests per connection before it is closed (httplib's default 5
+  /// forces needless reconnects).
+  std::size_t keep_alive_max_count = 1000;
+  /// The largest request body; larger ones are answered 413 (httplib's
+  /// default is unlimited).
+  std::size_t max_body_bytes = 64 * 1024;
+  /// Debian's build leaves Nagle on: ~40 ms per response without this.
+  bool tcp_nodelay = true;
+};
+
+/// Applies `options` to `server`. Call before `listen`.
+inline void configure(httplib::Server& server, const ServerOptions& options) {
+  if (options.threads == 0) throw std::invalid_argument("ServerOptions::threads must be >= 1");
+  server.new_task_queue = [n = options.threads] { return new httplib::ThreadPool(n); };
+  server.set_read_timeout(options.read_timeout);
+  server.set_write_timeout(options.write_timeout);
+  server.set_keep_alive_timeout(options.keep_alive_timeout.count());
+  server.set_keep_alive_max_count(options.keep_alive_max_count);
+  server.set_payload_max_length(options.max_body_bytes);
+  server.set_tcp_nodelay(options.tcp_nodelay);
+}
 
 /// Options of `mount_status_routes`.
 struct StatusRouteOptions {
@@ -429,6 +479,35 @@ inline void answer_exception(App& app, const httplib::Request& req, httplib::Res
   }
 }
 
+/// Answers a request beyond `options`' header limits (431) or with a
+/// compressed body (415) and returns true; false if it may proceed.
+inline bool refuse_request(const httplib::Request& req, httplib::Response& res,
+                           const HttplibOptions& options, bool before_body) {
+  std::size_t count = 0;
+  std::size_t bytes = 0;
+  for (const auto& [name, value] : req.headers) {
+    if (is_synthetic_header(name)) continue;
+    ++count;
+    bytes += name.size() + value.size();
+  }
+  if (count > options.max_headers || bytes > options.max_header_bytes) {
+    send_json(res,
+              {{"error", "request header fields too large"},
+               {"max_headers", options.max_headers},
+               {"max_header_bytes", options.max_header_bytes}},
+              431);
+    res.set_header("Connection", "close");
+    return true;
+  }
+  if (before_body && options.refuse_compressed_bodies && req.has_header("Content-Encoding") &&
+      !iequals(req.get_header_value("Content-Encoding"), "identity")) {
+    send_json(res, {{"error", "compressed request bodies are not accepted"}}, 415);
+    res.set_header("Connection", "close");
+    return true;
+  }
+  return false;
+}
+
 inline void echo_request_id(httplib::Response& res, const HttplibOptions& options,
                             const std::string& id) {
   if (options.echo_request_id && !res.has_header(options.request_id_header.c_str())) {
@@ -471,6 +550,9 @@ inline void install(httplib::Server& server, App& app,
   server.set_pre_routing_handler([&app, user_pre = std::move(user_pre), options](
                                      const httplib::Request& req, httplib::Response& res) {
     detail::installed_scope().begin(&app, req, detail::request_id_for(req, options));
+    if (detail::refuse_request(req, res, options, true)) {
+      return httplib::Server::HandlerResponse::Handled;
+    }
     return user_pre ? user_pre(req, res) : httplib::Server::HandlerResponse::Unhandled;
   });
   server.set_post_routing_handler([&app, user_post = std::move(user_post), options](
@@ -499,7 +581,7 @@ inline httplib::Server::Handler wrap(App& app, httplib::Server::Handler handler,
     HttplibRequestScope scope(&app, &req, detail::request_id_for(req, options));
     const webexec::detail::ScopedRequest current(&scope);
     try {
-      handler(req, res);
+      if (!detail::refuse_request(req, res, options, false)) handler(req, res);
     } catch (...) {
       detail::answer_exception(app, req, res, std::current_exception(), options);
     }
