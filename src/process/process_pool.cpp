@@ -72,6 +72,38 @@ std::string seconds(Clock::duration d) {
   return buf;
 }
 
+/// The dispatchers of pools destroyed from their own done callbacks: they
+/// finish on their own, and are joined at the latest when static objects
+/// are destroyed at exit (constructed after the fork server's state, so
+/// destroyed before it), so none runs on while the process tears down.
+class Orphans {
+ public:
+  Orphans() = default;
+  Orphans(const Orphans&) = delete;
+  Orphans& operator=(const Orphans&) = delete;
+  ~Orphans() {
+    std::vector<std::thread> threads;
+    {
+      const std::lock_guard lock(mutex_);
+      threads.swap(threads_);
+    }
+    for (auto& thread : threads) thread.join();
+  }
+  void adopt(std::thread thread) {
+    const std::lock_guard lock(mutex_);
+    threads_.push_back(std::move(thread));
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::thread> threads_;  // guarded by mutex_
+};
+
+Orphans& orphans() {
+  static Orphans instance;
+  return instance;
+}
+
 }  // namespace
 
 class ProcessPool::Impl {
@@ -81,10 +113,8 @@ class ProcessPool::Impl {
     if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
     dispatcher_ = std::thread([this] {
       run();
-      if (delete_when_done_) {  // see shutdown_and_delete_when_done()
-        dispatcher_.detach();
-        delete this;  // NOLINT(cppcoreguidelines-owning-memory): released by ~ProcessPool
-      }
+      // See shutdown_and_delete_when_done(); orphans() holds the thread.
+      if (delete_when_done_) delete this;  // NOLINT(cppcoreguidelines-owning-memory)
     });
     dispatcher_id_ = dispatcher_.get_id();
   }
@@ -103,6 +133,7 @@ class ProcessPool::Impl {
   /// jobs, then delete this pool itself.
   void shutdown_and_delete_when_done() {
     delete_when_done_ = true;
+    orphans().adopt(std::move(dispatcher_));
     shutdown(false, false);
   }
 
