@@ -72,6 +72,38 @@ std::string seconds(Clock::duration d) {
   return buf;
 }
 
+/// The dispatchers of pools destroyed from their own done callbacks: they
+/// finish on their own, and are joined at the latest when static objects
+/// are destroyed at exit (constructed after the fork server's state, so
+/// destroyed before it), so none runs on while the process tears down.
+class Orphans {
+ public:
+  Orphans() = default;
+  Orphans(const Orphans&) = delete;
+  Orphans& operator=(const Orphans&) = delete;
+  ~Orphans() {
+    std::vector<std::thread> threads;
+    {
+      const std::lock_guard lock(mutex_);
+      threads.swap(threads_);
+    }
+    for (auto& thread : threads) thread.join();
+  }
+  void adopt(std::thread thread) {
+    const std::lock_guard lock(mutex_);
+    threads_.push_back(std::move(thread));
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::thread> threads_;  // guarded by mutex_
+};
+
+Orphans& orphans() {
+  static Orphans instance;
+  return instance;
+}
+
 }  // namespace
 
 class ProcessPool::Impl {
@@ -79,12 +111,30 @@ class ProcessPool::Impl {
   explicit Impl(ProcessPoolOptions options) : options_(std::move(options)) {
     wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
-    dispatcher_ = std::thread([this] { run(); });
+    dispatcher_ = std::thread([this] {
+      run();
+      // See shutdown_and_delete_when_done(); orphans() holds the thread.
+      if (delete_when_done_) delete this;  // NOLINT(cppcoreguidelines-owning-memory)
+    });
+    dispatcher_id_ = dispatcher_.get_id();
   }
 
   ~Impl() {
-    shutdown(true, false);
+    if (!delete_when_done_) shutdown(true, false);  // never on the dispatcher thread
     ::close(wake_fd_);
+  }
+
+  [[nodiscard]] bool on_dispatcher_thread() const noexcept {
+    return std::this_thread::get_id() == dispatcher_id_;
+  }
+
+  /// From a done callback (the dispatcher thread), which cannot join
+  /// itself: stops new submits and lets the dispatcher finish the queued
+  /// jobs, then delete this pool itself.
+  void shutdown_and_delete_when_done() {
+    delete_when_done_ = true;
+    orphans().adopt(std::move(dispatcher_));
+    shutdown(false, false);
   }
 
   void submit(std::unique_ptr<ProcessJob> job) {
@@ -109,18 +159,19 @@ class ProcessPool::Impl {
     // with wait=false: wait for the dispatcher to have cancelled them (it
     // owns the jobs queued in workers' sockets). From the dispatcher itself
     // (a done callback) that happens on its next turn instead.
-    if (ticket != 0 && dispatcher_.joinable() &&
-        dispatcher_.get_id() != std::this_thread::get_id()) {
+    if (ticket != 0 && !on_dispatcher_thread()) {
       std::unique_lock lock(mutex_);
       cancelled_cv_.wait(lock, [&] { return cancels_done_ >= ticket || dispatcher_done_; });
     }
-    if (wait && dispatcher_.joinable()) {
-      if (dispatcher_.get_id() == std::this_thread::get_id()) {
+    if (wait) {
+      if (on_dispatcher_thread()) {
         throw InvalidStateError(
             "shutdown(wait=true) called from a done callback of the same process pool would wait "
             "for itself; use shutdown(wait=false)");
       }
-      dispatcher_.join();
+      // One thread joins; the others wait here until it has.
+      const std::lock_guard join_lock(join_mutex_);
+      if (dispatcher_.joinable()) dispatcher_.join();
     }
   }
 
@@ -279,9 +330,11 @@ class ProcessPool::Impl {
     }
     if (message.contains("started")) {
       // The worker won the start slot: from now on the job runs.
+      // Running first, then no slot: cancel() must never see a job with
+      // neither (it would cancel a started job).
       ProcessJob& job = *w->jobs.front();
-      job.detach_slot(*job.state);
       static_cast<void>(job.state->set_running_or_notify_cancel());
+      job.detach_slot(*job.state);
       w->front_started = true;
       w->deadline = job.timeout ? Clock::now() + *job.timeout : Clock::time_point::max();
       return;
@@ -470,12 +523,19 @@ class ProcessPool::Impl {
   std::vector<pid_t> pids_;                       // guarded by mutex_
   std::vector<std::unique_ptr<Worker>> workers_;  // dispatcher thread only
   std::uint64_t next_id_ = 1;                     // dispatcher thread only
+  std::mutex join_mutex_;                         // held while joining the dispatcher
+  bool delete_when_done_ = false;                 // dispatcher thread only
   std::thread dispatcher_;
+  std::thread::id dispatcher_id_;  // set once in the constructor
 };
 
 ProcessPool::ProcessPool(ProcessPoolOptions options)
     : impl_(std::make_unique<Impl>(std::move(options))) {}
-ProcessPool::~ProcessPool() = default;
+ProcessPool::~ProcessPool() {
+  // Destroyed from one of its own done callbacks, the dispatcher runs this
+  // very code and cannot be joined: it finishes and deletes the pool.
+  if (impl_ && impl_->on_dispatcher_thread()) impl_.release()->shutdown_and_delete_when_done();
+}
 void ProcessPool::submit(std::unique_ptr<ProcessJob> job) { impl_->submit(std::move(job)); }
 void ProcessPool::shutdown(bool wait, bool cancel_futures) {
   impl_->shutdown(wait, cancel_futures);
