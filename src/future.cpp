@@ -110,8 +110,8 @@ void throw_no_state() {
 void throw_cancelled() { throw CancelledError("future was cancelled"); }
 void throw_timeout() { throw TimeoutError("timed out waiting for the future"); }
 void throw_type_mismatch(const std::type_info& stored, const std::type_info& requested) {
-  throw std::invalid_argument(std::string("future holds a result of type ") + stored.name() +
-                              ", not " + requested.name());
+  throw std::invalid_argument("future holds a result of type " + demangle(stored.name()) +
+                              ", not " + demangle(requested.name()));
 }
 void throw_already_done(FutureState state) {
   throw InvalidStateError(std::string("cannot set the result of a future that is ") +
