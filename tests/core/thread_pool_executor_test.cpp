@@ -652,4 +652,35 @@ TEST(ThreadPoolExecutorTest, WaitOnAnotherPoolsTaskFromAWorkerWaits) {
   other_blocker.result();
 }
 
+TEST(ThreadPoolExecutorTest, MapResultCanBeMoveAssigned) {
+  webexec::ThreadPoolExecutor pool(2);
+  auto results = pool.map([](int x) { return x + 1; }, std::vector{1, 2, 3});
+  results = pool.map([](int x) { return x * 10; }, std::vector{4, 5});
+  std::vector<int> seen;
+  for (int v : results) seen.push_back(v);
+  EXPECT_EQ(seen, (std::vector{40, 50}));
+
+  // Assigning over a started range cancels its remaining items, as its
+  // destructor would. One worker: item 1 runs, item 2 holds the worker,
+  // item 3 waits in the queue.
+  webexec::ThreadPoolExecutor single(1);
+  Gate gate;
+  std::atomic<int> third_ran{0};
+  auto started = single.map(
+      [&third_ran, w = gate.waiter()](int x) {
+        if (x == 2) w.wait();
+        if (x == 3) third_ran.fetch_add(1);
+        return x;
+      },
+      std::vector{1, 2, 3});
+  EXPECT_EQ(*started.begin(), 1);
+  started = single.map([](int x) { return -x; }, std::vector{9});
+  gate.open();
+  seen.clear();
+  for (int v : started) seen.push_back(v);
+  EXPECT_EQ(seen, (std::vector{-9}));
+  single.shutdown(true);
+  EXPECT_EQ(third_ran.load(), 0) << "the replaced range's pending item still ran";
+}
+
 }  // namespace
