@@ -219,6 +219,20 @@ void StateBase::complete(std::uint32_t final_state) noexcept {
   }
 }
 
+bool StateBase::try_publish_without_callbacks() noexcept {
+  std::uint32_t w = word_.load(std::memory_order_relaxed);
+  while ((w & kHasCallbacks) == 0) {
+    // add_callback() sets kHasCallbacks only while not done, so a success
+    // here means no callback can be waiting to run.
+    if (word_.compare_exchange_weak(w, kFinished, std::memory_order_acq_rel,
+                                    std::memory_order_relaxed)) {
+      if ((w & kWaiters) != 0) futex_wake_all(&word_);
+      return true;
+    }
+  }
+  return false;
+}
+
 void StateBase::add_callback(CallbackNode* node) noexcept {
   {
     const std::lock_guard lock(callbacks_lock_);

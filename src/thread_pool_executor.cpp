@@ -194,6 +194,7 @@ class PoolCore {
   void spawn_worker();
   void wait_for_submitters() const noexcept;
   void stop_accepting(bool cancel_queued) noexcept;
+  void help_with_queue() noexcept;
   void initializer_failed(std::exception_ptr error) noexcept;
 
   TaskQueue queue_;
@@ -360,19 +361,57 @@ void PoolCore::worker_main(int index) {
   bool idle = false;
   for (;;) {
     QueueNode* node = try_pop();
-    if (node == nullptr) node = wait_for_work(idle);
-    if (node == nullptr) return;
+    if (node == nullptr) {
+      node = wait_for_work(idle);
+      if (node == nullptr) return;
+    } else if (idle) {
+      // A worker running a task is not idle, or a submit meanwhile would
+      // wait behind it instead of starting a thread.
+      idle_.fetch_sub(1, std::memory_order_seq_cst);
+      idle = false;
+    }
     auto* task = static_cast<StateBase*>(node);
     if (task->run_task()) {
-      // Count as idle before the result is visible, so a submit that follows
-      // result() reuses this thread instead of starting another.
-      if (!idle && started_.load(std::memory_order_relaxed) < max_workers_) {
+      // Idle once nothing of the task is left to run. Without done
+      // callbacks that is before the result is visible, so a submit that
+      // follows result() reuses this thread instead of starting another;
+      // with callbacks it is only after they ran (CPython's order), so work
+      // submitted meanwhile does not wait behind a slow callback.
+      const bool may_idle = started_.load(std::memory_order_relaxed) < max_workers_;
+      if (may_idle && !task->has_callbacks()) {
         idle_.fetch_add(1, std::memory_order_seq_cst);
         idle = true;
       }
-      task->publish();
+      if (!idle || !task->try_publish_without_callbacks()) {
+        if (idle) {
+          // A callback was added between the check and the publish.
+          idle_.fetch_sub(1, std::memory_order_seq_cst);
+          idle = false;
+          help_with_queue();
+        }
+        task->publish();
+        if (may_idle) {
+          idle_.fetch_add(1, std::memory_order_seq_cst);
+          idle = true;
+        }
+      }
     }
     task->release();
+  }
+}
+
+void PoolCore::help_with_queue() noexcept {
+  // This worker stopped counting as idle: a submit that relied on it gets
+  // another thread (or a parked one) instead.
+  if (!queue_.maybe_nonempty()) return;
+  try {
+    if (started_.load(std::memory_order_relaxed) < max_workers_ &&
+        idle_.load(std::memory_order_seq_cst) == 0) {
+      spawn_worker();
+    } else {
+      wake_one();
+    }
+  } catch (...) {  // NOLINT(bugprone-empty-catch): this worker runs the queue after its callbacks
   }
 }
 
