@@ -117,7 +117,7 @@ Executor::Executor(App& app, std::string name) : Executor(std::move(name)) { ini
 void Executor::detach_from_app() noexcept {
   // The app is being destroyed while this executor lives on: finish the
   // work (which may still use the app) and drop the engine.
-  if (pool_) pool_->shutdown(true, false);
+  stop_thread_engine();
   if (process_) {
     try {
       process_->shutdown(true, false);
@@ -130,8 +130,21 @@ void Executor::detach_from_app() noexcept {
   settings_.default_block = detail::ContextRef();
 }
 
+void Executor::stop_thread_engine() noexcept {
+  if (!pool_) return;
+  if (pool_->is_own_thread()) {
+    // Destroyed by one of its own tasks or by a done callback on a worker:
+    // the calling thread cannot be joined. Queued tasks are cancelled (they
+    // would run with a destroyed executor), every other worker is joined,
+    // and this one exits after the current task; see docs/design.md.
+    pool_->abandon_from_worker();
+    return;
+  }
+  pool_->shutdown(true, false);
+}
+
 Executor::~Executor() {
-  if (pool_) pool_->shutdown(true, false);
+  stop_thread_engine();
   if (process_) {
     try {
       process_->shutdown(true, false);
@@ -334,6 +347,15 @@ void Executor::attach_default_callbacks_slow(detail::StateBase& task) {
     callbacks = default_callbacks_;
   }
   for (const auto& cb : *callbacks) task.add_callback(new detail::DefaultCallbackNode(cb));
+}
+
+bool Executor::is_shutdown() const {
+  if (process_) return process_->is_shutdown();
+  if (!pool_) {
+    throw InvalidStateError("Executor '" + settings_.name +
+                            "' is not initialised: call init_app(app) before using it");
+  }
+  return pool_->is_shutdown();
 }
 
 void Executor::shutdown(bool wait, bool cancel_futures) {

@@ -110,8 +110,8 @@ void throw_no_state() {
 void throw_cancelled() { throw CancelledError("future was cancelled"); }
 void throw_timeout() { throw TimeoutError("timed out waiting for the future"); }
 void throw_type_mismatch(const std::type_info& stored, const std::type_info& requested) {
-  throw std::invalid_argument(std::string("future holds a result of type ") + stored.name() +
-                              ", not " + requested.name());
+  throw std::invalid_argument("future holds a result of type " + demangle(stored.name()) +
+                              ", not " + demangle(requested.name()));
 }
 void throw_already_done(FutureState state) {
   throw InvalidStateError(std::string("cannot set the result of a future that is ") +
@@ -217,6 +217,20 @@ void StateBase::complete(std::uint32_t final_state) noexcept {
     delete list;
     list = next;
   }
+}
+
+bool StateBase::try_publish_without_callbacks() noexcept {
+  std::uint32_t w = word_.load(std::memory_order_relaxed);
+  while ((w & kHasCallbacks) == 0) {
+    // add_callback() sets kHasCallbacks only while not done, so a success
+    // here means no callback can be waiting to run.
+    if (word_.compare_exchange_weak(w, kFinished, std::memory_order_acq_rel,
+                                    std::memory_order_relaxed)) {
+      if ((w & kWaiters) != 0) futex_wake_all(&word_);
+      return true;
+    }
+  }
+  return false;
 }
 
 void StateBase::add_callback(CallbackNode* node) noexcept {

@@ -155,7 +155,15 @@ class PoolCore {
 
   void enqueue(StateBase* task);
   void shutdown(bool wait, bool cancel_futures);
-  void abandon() noexcept;
+  /// Shuts down from one of this pool's own threads, which cannot be joined
+  /// from itself: see ThreadPoolExecutor::~ThreadPoolExecutor and
+  /// ThreadPoolExecutor::abandon_from_worker.
+  void abandon(bool cancel_queued, bool join_others) noexcept;
+
+  [[nodiscard]] bool is_shutdown() const noexcept {
+    return (gate_.load(std::memory_order_acquire) & kShutdownFlag) != 0;
+  }
+  [[nodiscard]] bool is_own_thread() const noexcept { return thread_role().executor == this; }
 
   [[nodiscard]] int max_workers() const noexcept { return max_workers_; }
   [[nodiscard]] std::size_t thread_count() const noexcept {
@@ -165,10 +173,16 @@ class PoolCore {
 
  private:
   // gate_ = flags | number of submits in flight. shutdown and breakage set a
-  // flag, then wait for in-flight submits, after which nothing is pushed.
+  // flag, then wait for in-flight submits, after which nothing is pushed;
+  // shutdown then sets kDrainedFlag. A worker exits once kDrainedFlag is set
+  // and the queue is empty: a condition that, once true, stays true, so a
+  // worker that checks it after announcing itself to the event count can
+  // never miss the wake-up (a rejected submit's transient in-flight count
+  // does not enter into it).
   static constexpr std::uint64_t kShutdownFlag = std::uint64_t{1} << 63;
   static constexpr std::uint64_t kBrokenFlag = std::uint64_t{1} << 62;
-  static constexpr std::uint64_t kInFlightMask = kBrokenFlag - 1;
+  static constexpr std::uint64_t kDrainedFlag = std::uint64_t{1} << 61;
+  static constexpr std::uint64_t kInFlightMask = kDrainedFlag - 1;
 
   void worker_main(int index);
   QueueNode* try_pop() noexcept;
@@ -179,6 +193,8 @@ class PoolCore {
   void wake_one() noexcept;
   void spawn_worker();
   void wait_for_submitters() const noexcept;
+  void stop_accepting(bool cancel_queued) noexcept;
+  void help_with_queue() noexcept;
   void initializer_failed(std::exception_ptr error) noexcept;
 
   TaskQueue queue_;
@@ -196,6 +212,9 @@ class PoolCore {
   std::stop_source stop_;
   std::mutex threads_mutex_;
   std::vector<std::thread> threads_;  // guarded by threads_mutex_
+  // Held by shutdown(wait=true) while it joins, so that a concurrent one
+  // returns only once every worker has been joined.
+  std::mutex join_mutex_;
 };
 
 void PoolCore::enqueue(StateBase* task) {
@@ -283,8 +302,9 @@ QueueNode* PoolCore::spin_for_work() noexcept {
 }
 
 bool PoolCore::should_exit() noexcept {
-  const std::uint64_t gate = gate_.load(std::memory_order_seq_cst);
-  if ((gate & kShutdownFlag) == 0 || (gate & kInFlightMask) != 0) return false;
+  // Both parts only ever go from false to true once kDrainedFlag is set
+  // (nothing is pushed after it), so this cannot race with a wake-up.
+  if ((gate_.load(std::memory_order_seq_cst) & kDrainedFlag) == 0) return false;
   const std::lock_guard lock(pop_lock_);
   return !queue_.maybe_nonempty();
 }
@@ -341,19 +361,57 @@ void PoolCore::worker_main(int index) {
   bool idle = false;
   for (;;) {
     QueueNode* node = try_pop();
-    if (node == nullptr) node = wait_for_work(idle);
-    if (node == nullptr) return;
+    if (node == nullptr) {
+      node = wait_for_work(idle);
+      if (node == nullptr) return;
+    } else if (idle) {
+      // A worker running a task is not idle, or a submit meanwhile would
+      // wait behind it instead of starting a thread.
+      idle_.fetch_sub(1, std::memory_order_seq_cst);
+      idle = false;
+    }
     auto* task = static_cast<StateBase*>(node);
     if (task->run_task()) {
-      // Count as idle before the result is visible, so a submit that follows
-      // result() reuses this thread instead of starting another.
-      if (!idle && started_.load(std::memory_order_relaxed) < max_workers_) {
+      // Idle once nothing of the task is left to run. Without done
+      // callbacks that is before the result is visible, so a submit that
+      // follows result() reuses this thread instead of starting another;
+      // with callbacks it is only after they ran (CPython's order), so work
+      // submitted meanwhile does not wait behind a slow callback.
+      const bool may_idle = started_.load(std::memory_order_relaxed) < max_workers_;
+      if (may_idle && !task->has_callbacks()) {
         idle_.fetch_add(1, std::memory_order_seq_cst);
         idle = true;
       }
-      task->publish();
+      if (!idle || !task->try_publish_without_callbacks()) {
+        if (idle) {
+          // A callback was added between the check and the publish.
+          idle_.fetch_sub(1, std::memory_order_seq_cst);
+          idle = false;
+          help_with_queue();
+        }
+        task->publish();
+        if (may_idle) {
+          idle_.fetch_add(1, std::memory_order_seq_cst);
+          idle = true;
+        }
+      }
     }
     task->release();
+  }
+}
+
+void PoolCore::help_with_queue() noexcept {
+  // This worker stopped counting as idle: a submit that relied on it gets
+  // another thread (or a parked one) instead.
+  if (!queue_.maybe_nonempty()) return;
+  try {
+    if (started_.load(std::memory_order_relaxed) < max_workers_ &&
+        idle_.load(std::memory_order_seq_cst) == 0) {
+      spawn_worker();
+    } else {
+      wake_one();
+    }
+  } catch (...) {  // NOLINT(bugprone-empty-catch): this worker runs the queue after its callbacks
   }
 }
 
@@ -374,15 +432,10 @@ void PoolCore::initializer_failed(std::exception_ptr error) noexcept {
   }
 }
 
-void PoolCore::shutdown(bool wait, bool cancel_futures) {
-  if (wait && thread_role().executor == this) {
-    throw InvalidStateError(
-        "shutdown(wait=true) called from a worker of the same pool would join itself; use "
-        "shutdown(wait=false)");
-  }
+void PoolCore::stop_accepting(bool cancel_queued) noexcept {
   gate_.fetch_or(kShutdownFlag, std::memory_order_seq_cst);
   wait_for_submitters();
-  if (cancel_futures) {
+  if (cancel_queued) {
     while (QueueNode* node = pop_settled()) {
       auto* task = static_cast<StateBase*>(node);
       task->cancel();
@@ -390,8 +443,23 @@ void PoolCore::shutdown(bool wait, bool cancel_futures) {
     }
     stop_.request_stop();
   }
+  // Set before the wake-up: a worker that parks after it sees the flag.
+  gate_.fetch_or(kDrainedFlag, std::memory_order_seq_cst);
   parked_.notify_all();
+}
+
+void PoolCore::shutdown(bool wait, bool cancel_futures) {
+  if (wait && thread_role().executor == this) {
+    throw InvalidStateError(
+        "shutdown(wait=true) called from a worker of the same pool would join itself; use "
+        "shutdown(wait=false)");
+  }
+  stop_accepting(cancel_futures);
   if (!wait) return;
+  // Every waiting caller joins, or waits for the one that is joining, so
+  // none returns while a task still runs. No thread starts after
+  // stop_accepting(), so threads_ is complete here.
+  const std::lock_guard join_lock(join_mutex_);
   std::vector<std::thread> threads;
   {
     const std::lock_guard lock(threads_mutex_);
@@ -400,16 +468,26 @@ void PoolCore::shutdown(bool wait, bool cancel_futures) {
   for (auto& t : threads) t.join();
 }
 
-void PoolCore::abandon() noexcept {
-  // Destroyed from one of its own tasks: the workers cannot be joined from
-  // here. Let them finish the queue and exit on their own; the core is
-  // deliberately leaked so they never touch freed memory.
-  gate_.fetch_or(kShutdownFlag, std::memory_order_seq_cst);
-  wait_for_submitters();
-  parked_.notify_all();
-  const std::lock_guard lock(threads_mutex_);
-  for (auto& t : threads_) t.detach();
-  threads_.clear();
+void PoolCore::abandon(bool cancel_queued, bool join_others) noexcept {
+  // Called on one of this pool's own threads, which cannot join itself.
+  // The workers finish the queue (or nothing, if it was cancelled) and exit
+  // on their own; the core is deliberately leaked by the caller so that they
+  // never touch freed memory.
+  stop_accepting(cancel_queued);
+  const std::lock_guard join_lock(join_mutex_);
+  std::vector<std::thread> threads;
+  {
+    const std::lock_guard lock(threads_mutex_);
+    threads.swap(threads_);
+  }
+  const auto self = std::this_thread::get_id();
+  for (auto& t : threads) {
+    if (join_others && t.get_id() != self) {
+      t.join();
+    } else {
+      t.detach();
+    }
+  }
 }
 
 }  // namespace detail
@@ -423,13 +501,23 @@ ThreadPoolExecutor::ThreadPoolExecutor(ThreadPoolOptions options)
     : core_(std::make_unique<detail::PoolCore>(std::move(options))) {}
 
 ThreadPoolExecutor::~ThreadPoolExecutor() {
-  if (detail::thread_role().executor == core_.get()) {
-    core_->abandon();
+  if (!core_) return;  // abandon_from_worker() took it
+  if (core_->is_own_thread()) {
+    core_->abandon(/*cancel_queued=*/false, /*join_others=*/false);
     static_cast<void>(core_.release());  // NOLINT(bugprone-unused-return-value)
     return;
   }
   core_->shutdown(true, false);
 }
+
+void ThreadPoolExecutor::abandon_from_worker() noexcept {
+  core_->abandon(/*cancel_queued=*/true, /*join_others=*/true);
+  static_cast<void>(core_.release());  // NOLINT(bugprone-unused-return-value)
+}
+
+bool ThreadPoolExecutor::is_own_thread() const noexcept { return core_->is_own_thread(); }
+
+bool ThreadPoolExecutor::is_shutdown() const noexcept { return core_->is_shutdown(); }
 
 void ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {
   core_->shutdown(wait, cancel_futures);

@@ -238,6 +238,14 @@ class WEBEXEC_API Executor {
   Executor& operator=(const Executor&) = delete;
 
   /// shutdown(wait=true), then unregisters from the app's extensions.
+  ///
+  /// Destroyed on one of its own worker threads (by a task, or by a done
+  /// callback that a worker runs), it cannot wait for that thread: the
+  /// queued tasks are cancelled (their callbacks run on this thread), every
+  /// other worker is joined, and the calling thread exits once its current
+  /// task or callback returns. That task must not use the executor after
+  /// destroying it. A task on another worker that waits for the destroying
+  /// one would deadlock the destructor, as any cycle of waits does.
   ~Executor();
 
   /// Reads the configuration, starts the engine and registers this executor
@@ -315,6 +323,13 @@ class WEBEXEC_API Executor {
 
   /// Shuts the engine down; see ThreadPoolExecutor::shutdown.
   void shutdown(bool wait = true, bool cancel_futures = false);
+
+  /// True once shutdown() has been called (thread or process engine).
+  ///
+  /// Thread safety: safe to call concurrently with any member but the
+  /// destructor.
+  /// Throws: `InvalidStateError` before init_app.
+  [[nodiscard]] bool is_shutdown() const;
 
   /// The stored futures.
   [[nodiscard]] FutureCollection& futures() noexcept { return futures_; }
@@ -460,6 +475,10 @@ class WEBEXEC_API Executor {
     }
     return detail::capture_context(settings_);
   }
+
+  /// Shuts the thread engine down from the destructor or detach_from_app,
+  /// also from one of its own workers.
+  void stop_thread_engine() noexcept;
 
   ThreadPoolExecutor& engine() {
     if (pool_) return *pool_;

@@ -41,7 +41,22 @@ class [[nodiscard]] MapResult {
   MapResult(std::vector<Future<T>> futures, std::optional<Timeout::Clock::time_point> deadline)
       : futures_(std::move(futures)), deadline_(deadline) {}
   MapResult(MapResult&&) noexcept = default;
-  MapResult& operator=(MapResult&&) = delete;
+  /// Takes `other`'s futures; this range's own remaining futures are
+  /// cancelled first if its iteration had started (as its destructor does).
+  MapResult& operator=(MapResult&& other) noexcept {
+    if (this != &other) {
+      if (started_) cancel_from(next_);
+      futures_ = std::move(other.futures_);
+      deadline_ = other.deadline_;
+      current_ = std::move(other.current_);
+      failed_ = std::move(other.failed_);
+      next_ = std::exchange(other.next_, 0);
+      started_ = std::exchange(other.started_, false);
+      other.futures_.clear();
+      other.current_.reset();
+    }
+    return *this;
+  }
   MapResult(const MapResult&) = delete;
   MapResult& operator=(const MapResult&) = delete;
   ~MapResult() {

@@ -76,6 +76,12 @@ class WEBEXEC_API ThreadPoolExecutor {
   ThreadPoolExecutor& operator=(const ThreadPoolExecutor&) = delete;
 
   /// `shutdown(wait=true)`: runs every queued task, then joins the workers.
+  ///
+  /// Destroyed on one of its own threads (by a task, or a done callback run
+  /// by a worker), it cannot join that thread: it stops accepting work and
+  /// returns at once; the workers run what is still queued and exit on
+  /// their own, and the pool's small control block is leaked on purpose so
+  /// that they never touch freed memory.
   ~ThreadPoolExecutor();
 
   /// Schedules `fn(args...)` and returns its future. If `fn` accepts a
@@ -110,11 +116,19 @@ class WEBEXEC_API ThreadPoolExecutor {
   /// futures are cancelled (and count as done for wait/as_completed) and
   /// running tasks that take a `std::stop_token` are asked to stop. With
   /// `wait`, returns once every worker has exited, after running whatever
-  /// is still queued. May be called more than once.
+  /// is still queued. May be called more than once, also concurrently:
+  /// every call with `wait` returns only once all tasks are done, as in
+  /// CPython.
   ///
   /// Throws: `InvalidStateError` if `wait` is true and it is called from one
   /// of this pool's own workers (it would join itself).
   void shutdown(bool wait = true, bool cancel_futures = false);
+
+  /// True once shutdown() has been called (by any thread).
+  ///
+  /// Thread safety: safe to call concurrently with any member but the
+  /// destructor.
+  [[nodiscard]] bool is_shutdown() const noexcept;
 
   /// The configured upper bound on threads.
   [[nodiscard]] int max_workers() const noexcept;
@@ -146,6 +160,16 @@ class WEBEXEC_API ThreadPoolExecutor {
     enqueue(task);
     return future;
   }
+
+  /// True on one of this pool's worker threads.
+  [[nodiscard]] bool is_own_thread() const noexcept;
+
+  /// For an owner destroyed on one of this pool's workers (`Executor`):
+  /// stops accepting work, cancels the queued tasks, joins every other
+  /// worker (so no task of the pool runs afterwards but the caller's own)
+  /// and detaches the caller's thread. The control block is leaked; the
+  /// object may only be destroyed afterwards.
+  void abandon_from_worker() noexcept;
 
   /// Queues a task that holds one reference for the queue.
   void enqueue(detail::StateBase* task);

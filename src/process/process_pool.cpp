@@ -176,6 +176,10 @@ class ProcessPool::Impl {
   }
 
   [[nodiscard]] int max_workers() const noexcept { return options_.max_workers; }
+  [[nodiscard]] bool is_shutdown() const {
+    const std::lock_guard lock(mutex_);
+    return shutdown_;
+  }
 
   [[nodiscard]] std::vector<pid_t> worker_pids() const {
     const std::lock_guard lock(mutex_);
@@ -541,6 +545,7 @@ void ProcessPool::shutdown(bool wait, bool cancel_futures) {
   impl_->shutdown(wait, cancel_futures);
 }
 int ProcessPool::max_workers() const noexcept { return impl_->max_workers(); }
+bool ProcessPool::is_shutdown() const { return impl_->is_shutdown(); }
 std::vector<pid_t> ProcessPool::worker_pids() const { return impl_->worker_pids(); }
 
 }  // namespace webexec::detail

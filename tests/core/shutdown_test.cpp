@@ -328,4 +328,75 @@ TEST(ShutdownTest, SubmitsRacingShutdownAreRunOrRejected) {
   }
 }
 
+TEST(ShutdownTest, ConcurrentShutdownsWithWaitAllWaitForTheRunningTask) {
+  // CPython: every shutdown(wait=True) joins every thread. Two callers race;
+  // neither may return while the task still runs.
+  webexec::ThreadPoolExecutor pool(1);
+  Gate gate;
+  std::atomic<bool> task_done{false};
+  std::latch started(1);
+  auto f = pool.submit([&started, &task_done, w = gate.waiter()] {
+    started.count_down();
+    w.wait();
+    task_done.store(true);
+  });
+  started.wait();
+
+  constexpr int kCallers = 2;
+  std::atomic<int> returned{0};
+  std::atomic<int> returned_early{0};
+  std::promise<void> first_return;
+  std::vector<std::thread> callers;
+  for (int i = 0; i < kCallers; ++i) {
+    callers.emplace_back([&] {
+      pool.shutdown(true);
+      if (!task_done.load()) returned_early.fetch_add(1);
+      if (returned.fetch_add(1) == 0) first_return.set_value();
+    });
+  }
+  // With the fix neither caller returns before the gate opens, so this
+  // bounded wait times out; the old code let one return at once.
+  const auto status = first_return.get_future().wait_for(300ms);
+  EXPECT_EQ(status, std::future_status::timeout) << "a shutdown(wait=true) returned early";
+  gate.open();
+  for (auto& t : callers) t.join();
+  EXPECT_EQ(returned_early.load(), 0) << "shutdown(wait=true) returned while a task still ran";
+  EXPECT_TRUE(f.done());
+}
+
+TEST(ShutdownTest, IsShutdownReportsTheShutdown) {
+  webexec::ThreadPoolExecutor pool(1);
+  EXPECT_FALSE(pool.is_shutdown());
+  EXPECT_EQ(pool.submit([] { return 1; }).result(), 1);
+  EXPECT_FALSE(pool.is_shutdown());
+  pool.shutdown(false);
+  EXPECT_TRUE(pool.is_shutdown());
+  pool.shutdown(true);
+  EXPECT_TRUE(pool.is_shutdown());
+}
+
+TEST(ShutdownTest, PoolDestroyedFromItsOwnDoneCallbackDoesNotAbort) {
+  std::atomic<int> exited{0};
+  auto* pool = new webexec::ThreadPoolExecutor(webexec::ThreadPoolOptions{
+      .max_workers = 2, .initializer = [&exited] { count_exit_of_this_thread(exited); }});
+  Gate gate;
+  auto f = pool->submit([w = gate.waiter()] {
+    w.wait();
+    return 5;
+  });
+  std::promise<void> destroyed;
+  // Added while the task is held, so the worker runs it after the task.
+  f.add_done_callback([pool, &destroyed](const webexec::Future<int>&) {
+    delete pool;  // NOLINT(cppcoreguidelines-owning-memory)
+    destroyed.set_value();
+  });
+  gate.open();
+  EXPECT_EQ(f.result(), 5);
+  ASSERT_EQ(destroyed.get_future().wait_for(10s), std::future_status::ready);
+  // Its workers exit on their own (bounded wait: they are detached).
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (exited.load() < 1 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+  EXPECT_GE(exited.load(), 1);
+}
+
 }  // namespace

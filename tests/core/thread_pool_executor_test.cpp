@@ -652,4 +652,69 @@ TEST(ThreadPoolExecutorTest, WaitOnAnotherPoolsTaskFromAWorkerWaits) {
   other_blocker.result();
 }
 
+TEST(ThreadPoolExecutorTest, SubmitDuringASlowDoneCallbackStartsAThread) {
+  // CPython's order: a worker is idle only after its callbacks ran. The
+  // callback blocks until the second task has run; on the old code the
+  // second task waited behind the callback (bounded here by kWait).
+  constexpr auto kWait = 10s;
+  webexec::ThreadPoolExecutor pool(4);
+  Gate gate;
+  std::latch task_started(1);
+  auto first = pool.submit([&task_started, w = gate.waiter()] {
+    task_started.count_down();
+    w.wait();
+    return 1;
+  });
+  task_started.wait();
+  std::promise<void> in_callback;
+  std::promise<void> second_ran;
+  auto second_ran_future = second_ran.get_future();
+  std::atomic<bool> second_ran_during_callback{false};
+  first.add_done_callback([&](const webexec::Future<int>&) {
+    in_callback.set_value();
+    second_ran_during_callback.store(second_ran_future.wait_for(kWait) ==
+                                     std::future_status::ready);
+  });
+  gate.open();
+  in_callback.get_future().wait();
+  auto second = pool.submit([&second_ran] { second_ran.set_value(); });
+  second.result();
+  EXPECT_TRUE(second.done());
+  pool.shutdown(true);
+  EXPECT_TRUE(second_ran_during_callback.load())
+      << "the submit waited behind the first worker's done callback";
+  EXPECT_EQ(pool.thread_count(), 2U);
+}
+
+TEST(ThreadPoolExecutorTest, MapResultCanBeMoveAssigned) {
+  webexec::ThreadPoolExecutor pool(2);
+  auto results = pool.map([](int x) { return x + 1; }, std::vector{1, 2, 3});
+  results = pool.map([](int x) { return x * 10; }, std::vector{4, 5});
+  std::vector<int> seen;
+  for (int v : results) seen.push_back(v);
+  EXPECT_EQ(seen, (std::vector{40, 50}));
+
+  // Assigning over a started range cancels its remaining items, as its
+  // destructor would. One worker: item 1 runs, item 2 holds the worker,
+  // item 3 waits in the queue.
+  webexec::ThreadPoolExecutor single(1);
+  Gate gate;
+  std::atomic<int> third_ran{0};
+  auto started = single.map(
+      [&third_ran, w = gate.waiter()](int x) {
+        if (x == 2) w.wait();
+        if (x == 3) third_ran.fetch_add(1);
+        return x;
+      },
+      std::vector{1, 2, 3});
+  EXPECT_EQ(*started.begin(), 1);
+  started = single.map([](int x) { return -x; }, std::vector{9});
+  gate.open();
+  seen.clear();
+  for (int v : started) seen.push_back(v);
+  EXPECT_EQ(seen, (std::vector{-9}));
+  single.shutdown(true);
+  EXPECT_EQ(third_ran.load(), 0) << "the replaced range's pending item still ran";
+}
+
 }  // namespace

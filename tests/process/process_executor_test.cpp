@@ -295,6 +295,15 @@ TEST(ProcessExecutorTest, RegisteredFunctionPointerRunsInAWorkerProcess) {
   EXPECT_LE(pids.size(), 2U);
 }
 
+TEST(ProcessExecutorTest, IsShutdownFollowsShutdown) {
+  webexec::App app("is_shutdown");
+  configure(app, 1);
+  webexec::Executor executor(app);
+  EXPECT_FALSE(executor.is_shutdown());
+  executor.shutdown(true);
+  EXPECT_TRUE(executor.is_shutdown());
+}
+
 TEST(ProcessExecutorTest, VoidJobCompletes) {
   webexec_test::TempDir dir;
   webexec::App app("void");

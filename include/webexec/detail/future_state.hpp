@@ -177,6 +177,17 @@ class WEBEXEC_API StateBase : public QueueNode {
   /// Publishes the result stored by run_task(): running -> finished.
   void publish() noexcept { complete(kFinished); }
 
+  /// True if done callbacks are registered (a hint: one may be added at
+  /// any moment until the future is done).
+  [[nodiscard]] bool has_callbacks() const noexcept {
+    return (word_.load(std::memory_order_relaxed) & kHasCallbacks) != 0;
+  }
+
+  /// publish(), but only if no done callback is registered; false (doing
+  /// nothing) otherwise. Lets a worker know that nothing of the task runs
+  /// after the result becomes visible.
+  bool try_publish_without_callbacks() noexcept;
+
   /// run_task() then publish(): what a thread that runs a task inline does.
   void execute() noexcept {
     if (run_task()) publish();

@@ -148,6 +148,9 @@ class WEBEXEC_API ProcessPool {
 
   [[nodiscard]] int max_workers() const noexcept;
 
+  /// True once shutdown() has been called.
+  [[nodiscard]] bool is_shutdown() const;
+
   /// The pids of the live worker processes (for tests and diagnostics).
   [[nodiscard]] std::vector<pid_t> worker_pids() const;
 
