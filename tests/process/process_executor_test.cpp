@@ -475,15 +475,18 @@ TEST(ProcessExecutorTest, ArgumentThatDoesNotDeserializeFailsOnlyThatFuture) {
   const int before = executor.submit(worker_pid).result(kResultPatience);
 
   auto good1 = executor.submit(to_celsius, geo::Reading{273.15});
-  // NaN has no JSON form: it crosses as null, which from_json cannot read.
-  auto bad = executor.submit(to_celsius, geo::Reading{std::numeric_limits<double>::quiet_NaN()});
+  // Below absolute zero: the user's from_json refuses it in the worker.
+  auto bad = executor.submit(to_celsius, geo::Reading{-1.0});
   auto good2 = executor.submit(to_celsius, geo::Reading{300.0});
+  // The wire is CBOR (Step 4): NaN crosses as NaN, where JSON had null.
+  auto nan = executor.submit(to_celsius, geo::Reading{std::numeric_limits<double>::quiet_NaN()});
 
   const std::string message = error_of<webexec::RemoteTaskError>(bad);
   EXPECT_TRUE(Contains(message, "argument 1"));
   EXPECT_TRUE(Contains(message, "exec.to_celsius"));
   EXPECT_NEAR(good1.result(kResultPatience), 0.0, 1e-9);
   EXPECT_NEAR(good2.result(kResultPatience), 26.85, 1e-9);
+  EXPECT_TRUE(std::isnan(nan.result(kResultPatience)));
   EXPECT_EQ(executor.submit(worker_pid).result(kResultPatience), before);
 }
 
