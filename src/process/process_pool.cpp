@@ -19,6 +19,7 @@
 
 #include "webexec/detail/demangle.hpp"
 #include "webexec/errors.hpp"
+#include "webexec/executor.hpp"
 #include "webexec/process/fork_server.hpp"
 
 #include "process/wire.hpp"
@@ -78,6 +79,18 @@ int poll_timeout(Clock::time_point deadline, Clock::time_point now) {
   const auto left = deadline - now;  // positive, no overflow: both are real time points
   const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
   return ms >= INT_MAX ? INT_MAX : static_cast<int>(ms);
+}
+
+/// EXECUTOR_PROPAGATE_EXCEPTIONS: hands the exception a job threw in its
+/// worker to the app's error handler, as the thread path does
+/// (ExecutorAttachment::invoke), with the same executor name and label.
+void report_job_error(ProcessJob& job, const std::exception_ptr& error) noexcept {
+  const TaskContext* ctx = job.state != nullptr ? job.state->task_context() : nullptr;
+  if (ctx == nullptr || ctx->block() == nullptr) return;
+  const ExecutorSettings* settings = ctx->block()->executor;
+  if (settings != nullptr && settings->propagate_exceptions) {
+    report_task_error(*settings, ctx->label(), error);
+  }
 }
 
 void fail(ProcessJob& job, std::exception_ptr error) {
@@ -396,8 +409,10 @@ class ProcessPool::Impl {
     if (message.kind == wire::Kind::result) {
       job->complete(*job->state, message.result);
     } else {
-      fail(*job, std::make_exception_ptr(RemoteTaskError(std::move(message.error_type),
-                                                         std::move(message.error_message))));
+      auto error = std::make_exception_ptr(
+          RemoteTaskError(std::move(message.error_type), std::move(message.error_message)));
+      report_job_error(*job, error);
+      fail(*job, std::move(error));
     }
     if (options_.max_tasks_per_child > 0 && w->sent >= options_.max_tasks_per_child && !w->busy()) {
       remove(w, false);  // recycled; a fresh worker starts on demand
