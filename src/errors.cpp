@@ -17,6 +17,7 @@ RemoteTaskError::RemoteTaskError(std::string type, std::string message)
 RemoteTaskError::~RemoteTaskError() = default;
 ContextError::~ContextError() = default;
 CapacityError::~CapacityError() = default;
+PayloadTooLargeError::~PayloadTooLargeError() = default;
 BrokenExecutor::~BrokenExecutor() = default;
 BrokenThreadPool::~BrokenThreadPool() = default;
 BrokenProcessPool::~BrokenProcessPool() = default;

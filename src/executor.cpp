@@ -221,6 +221,13 @@ void Executor::init_app(App& app) {
     }
     max_tasks_per_child = static_cast<int>(parse_int(v->first, v->second, 1, INT32_MAX));
   }
+  std::uint32_t max_payload = 64U << 20U;  // EXECUTOR_MAX_PAYLOAD's default, 64 MiB
+  if (auto v = read("EXECUTOR_MAX_PAYLOAD")) {
+    if (!process) {
+      throw std::invalid_argument(v->first + " applies to EXECUTOR_TYPE='process' only");
+    }
+    max_payload = static_cast<std::uint32_t>(parse_int(v->first, v->second, 1, 1 << 30));
+  }
   std::optional<detail::Clock::duration> task_timeout;
   if (auto v = read("EXECUTOR_TASK_TIMEOUT")) {
     if (!process) {
@@ -248,7 +255,8 @@ void Executor::init_app(App& app) {
     process_ = std::make_unique<detail::ProcessPool>(detail::ProcessPoolOptions{
         .max_workers = options.max_workers.value_or(default_process_count()),
         .max_tasks_per_child = max_tasks_per_child.value_or(0),
-        .name = settings_.name});
+        .name = settings_.name,
+        .max_payload = max_payload});
     task_timeout_ = task_timeout;
   } else {
     pool_ = std::make_unique<ThreadPoolExecutor>(std::move(options));

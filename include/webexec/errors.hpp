@@ -10,6 +10,7 @@
 /// ├── RemoteTaskError     a task threw in another process
 /// ├── ContextError        current_app()/current_request()/g() without one
 /// ├── CapacityError       the stored-futures collection is full of running work
+/// ├── PayloadTooLargeError a process job's arguments or result exceed EXECUTOR_MAX_PAYLOAD
 /// └── BrokenExecutor      the executor can no longer run tasks
 ///     ├── BrokenThreadPool    an initializer failed
 ///     └── BrokenProcessPool   a worker process died
@@ -110,6 +111,14 @@ class WEBEXEC_API CapacityError : public Error {
  public:
   using Error::Error;
   ~CapacityError() override;
+};
+
+/// A process job's encoded arguments and context, or its result, are larger
+/// than `EXECUTOR_MAX_PAYLOAD`; the message names both sizes.
+class WEBEXEC_API PayloadTooLargeError : public Error {
+ public:
+  using Error::Error;
+  ~PayloadTooLargeError() override;
 };
 
 /// The executor is broken and cannot run tasks any more.

@@ -1,21 +1,25 @@
 #include "webexec/detail/process_pool.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <condition_variable>
 #include <csignal>
 #include <cstdint>
 #include <deque>
+#include <limits>
 #include <mutex>
 #include <system_error>
 #include <thread>
 
 #include "webexec/detail/demangle.hpp"
 #include "webexec/errors.hpp"
+#include "webexec/executor.hpp"
 #include "webexec/process/fork_server.hpp"
 
 #include "process/wire.hpp"
@@ -36,7 +40,8 @@ struct Worker {
   int fd = -1;
   StartSlot* slots = nullptr;  // shared with the worker process
   std::size_t next_slot = 0;
-  wire::FrameBuffer buffer;
+  wire::FrameReader reader;
+  wire::OutBuffer out;  // frames not yet taken by the socket
   // Jobs sent, oldest first; the front one runs once the worker says it
   // started; the rest wait in the socket, still pending (cancellable), and
   // are requeued if the worker dies.
@@ -48,16 +53,44 @@ struct Worker {
   int sent = 0;              // for max_tasks_per_child
   bool unreachable = false;  // a send failed: it is being killed
 
+  explicit Worker(std::size_t max_payload) : reader(max_payload) {}
+
   [[nodiscard]] bool busy() const noexcept { return !jobs.empty(); }
 };
 
-Progress progress_from_json(const nlohmann::json& j) {
-  Progress p;
-  p.fraction = j.value("fraction", 0.0);
-  p.message = j.value("message", std::string());
-  if (j.contains("done")) p.done = j["done"].get<std::int64_t>();
-  if (j.contains("total")) p.total = j["total"].get<std::int64_t>();
-  return p;
+/// A job whose workers die before starting it this many times fails
+/// instead of being requeued forever.
+constexpr int kMaxLosses = 3;
+
+/// Bytes read from one worker per turn of the loop, so one busy worker
+/// cannot keep the dispatcher from the others and from deadlines.
+constexpr std::size_t kReadBudget = 4U << 20U;
+
+/// `now + limit`, saturated at time_point::max().
+Clock::time_point deadline_after(Clock::time_point now, Clock::duration limit) {
+  if (limit > Clock::time_point::max() - now) return Clock::time_point::max();
+  return now + limit;
+}
+
+/// Milliseconds until `deadline` for poll(): rounded up, in [0, INT_MAX].
+int poll_timeout(Clock::time_point deadline, Clock::time_point now) {
+  if (deadline == Clock::time_point::max()) return -1;
+  if (deadline <= now) return 0;
+  const auto left = deadline - now;  // positive, no overflow: both are real time points
+  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+  return ms >= INT_MAX ? INT_MAX : static_cast<int>(ms);
+}
+
+/// EXECUTOR_PROPAGATE_EXCEPTIONS: hands the exception a job threw in its
+/// worker to the app's error handler, as the thread path does
+/// (ExecutorAttachment::invoke), with the same executor name and label.
+void report_job_error(ProcessJob& job, const std::exception_ptr& error) noexcept {
+  const TaskContext* ctx = job.state != nullptr ? job.state->task_context() : nullptr;
+  if (ctx == nullptr || ctx->block() == nullptr) return;
+  const ExecutorSettings* settings = ctx->block()->executor;
+  if (settings != nullptr && settings->propagate_exceptions) {
+    report_task_error(*settings, ctx->label(), error);
+  }
 }
 
 void fail(ProcessJob& job, std::exception_ptr error) {
@@ -141,6 +174,29 @@ class ProcessPool::Impl {
     {
       const std::lock_guard lock(mutex_);
       if (shutdown_) throw ShutdownError("cannot schedule new futures after shutdown");
+    }
+    // Encode here, in the caller's thread: a failure fails this future
+    // only, and the dispatcher never serialises.
+    try {
+      job->request["limit"] = options_.max_payload;
+      job->body = wire::encode_body(job->request);
+    } catch (...) {
+      fail(*job, std::make_exception_ptr(std::invalid_argument(
+                     "job '" + job->name + "' cannot be encoded for a worker process: " +
+                     webexec::detail::what(std::current_exception()))));
+      return;
+    }
+    job->request = nlohmann::json();
+    if (job->body.size() > options_.max_payload) {
+      fail(*job, std::make_exception_ptr(PayloadTooLargeError(
+                     "job '" + job->name + "' is " + std::to_string(job->body.size()) +
+                     " bytes encoded (arguments and context), over EXECUTOR_MAX_PAYLOAD = " +
+                     std::to_string(options_.max_payload) + " bytes; nothing ran")));
+      return;
+    }
+    {
+      const std::lock_guard lock(mutex_);
+      if (shutdown_) throw ShutdownError("cannot schedule new futures after shutdown");
       pending_.push_back(std::move(job));
     }
     wake();
@@ -202,10 +258,23 @@ class ProcessPool::Impl {
 
   Worker* spawn() {
     const auto spawned = webexec::process::detail::spawn_worker();
-    auto worker = std::make_unique<Worker>();
+    auto worker = std::make_unique<Worker>(options_.max_payload);
     worker->pid = spawned.pid;
     worker->fd = spawned.fd;
     worker->slots = spawned.slots;
+    // The dispatcher never blocks on a socket.
+    const int flags = ::fcntl(worker->fd, F_GETFL);
+    if (flags < 0 || ::fcntl(worker->fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+      const int error = errno;
+      webexec::process::detail::kill_worker(worker->pid);
+      ::close(worker->fd);
+      webexec::process::detail::unmap_slots(worker->slots);
+      try {
+        static_cast<void>(webexec::process::detail::reap_worker(worker->pid));
+      } catch (...) {  // NOLINT(bugprone-empty-catch): the fork server is gone; so is the worker
+      }
+      throw std::system_error(error, std::generic_category(), "fcntl(O_NONBLOCK)");
+    }
     workers_.push_back(std::move(worker));
     publish_pids();
     return workers_.back().get();
@@ -240,10 +309,21 @@ class ProcessPool::Impl {
     if (jobs.empty()) return;
     std::unique_ptr<ProcessJob> running;
     // A job the worker never started (it died idle, e.g. killed from
-    // outside) is not its victim: it goes back to the queue like the rest.
+    // outside) is not its victim: it goes back to the queue like the rest,
+    // unless workers keep dying with it in front (it may be what kills
+    // them before they can say it started).
     if (started || override_error) {
       running = std::move(jobs.front());
       jobs.pop_front();
+    } else if (++jobs.front()->losses >= kMaxLosses) {
+      std::unique_ptr<ProcessJob> lost = std::move(jobs.front());
+      jobs.pop_front();
+      fail(*lost, std::make_exception_ptr(BrokenProcessPool(
+                      "job '" + lost->name + "' was next in " + std::to_string(kMaxLosses) +
+                      " worker processes that each died before starting it (the last, " +
+                      std::to_string(pid) + ", " + what_happened + ": " +
+                      webexec::process::detail::describe_wait_status(status) +
+                      "); it was not retried again")));
     }
     if (!jobs.empty()) {
       const std::lock_guard lock(mutex_);
@@ -266,19 +346,23 @@ class ProcessPool::Impl {
     const std::size_t slot = w->next_slot++ % kSlotsPerWorker;
     if (!job->attach_slot(*job->state, &w->slots[slot])) return;  // cancelled
     job->id = next_id_++;
-    job->request["id"] = job->id;
-    job->request["slot"] = slot;
-    const bool sent = wire::write_frame(w->fd, job->request);
+    wire::append_frame(w->out.data(), wire::Kind::job, job->id, static_cast<std::uint16_t>(slot),
+                       job->body);
     w->jobs.push_back(std::move(job));
     ++w->sent;
-    if (!sent) {
+    if (w->out.flush(w->fd) == wire::OutBuffer::Status::error) {
       // The worker is dying or dead. Do not bury it here: what it wrote
       // before (results, "started") is still unread. Make sure it dies,
       // send it nothing more, and let the poll loop read to EOF; the job
       // just queued was never started, so it will run elsewhere.
-      w->unreachable = true;
-      webexec::process::detail::kill_worker(w->pid);
+      mark_unreachable(w);
     }
+  }
+
+  void mark_unreachable(Worker* w) {
+    w->unreachable = true;
+    w->out.data().clear();
+    webexec::process::detail::kill_worker(w->pid);  // and what its jobs started
   }
 
   [[nodiscard]] bool can_take(const Worker& w) const {
@@ -327,76 +411,133 @@ class ProcessPool::Impl {
     }
   }
 
-  void handle_message(Worker* w, const nlohmann::json& message) {
-    if (!w->busy() || message.value("id", std::uint64_t{0}) != w->jobs.front()->id) {
+  /// Acts on one frame from `w`. May remove `w`.
+  void handle_frame(Worker* w, const wire::Frame& frame) {
+    wire::WorkerMessage message;
+    try {
+      message = wire::decode_worker_message(frame);
+    } catch (...) {
+      bury(w, true,
+           "sent a malformed message (" + webexec::detail::what(std::current_exception()) +
+               "), so it was killed");
+      return;
+    }
+    if (!w->busy() || message.id != w->jobs.front()->id) {
       bury(w, true, "sent a message for no job it was running, so it was killed");
       return;
     }
-    if (message.contains("started")) {
-      // The worker won the start slot: from now on the job runs.
-      // Running first, then no slot: cancel() must never see a job with
-      // neither (it would cancel a started job).
-      ProcessJob& job = *w->jobs.front();
-      static_cast<void>(job.state->set_running_or_notify_cancel());
-      job.detach_slot(*job.state);
-      w->front_started = true;
-      w->deadline = job.timeout ? Clock::now() + *job.timeout : Clock::time_point::max();
-      return;
-    }
-    if (message.contains("skipped")) {
-      // Cancelled while it waited in the worker's socket; the canceller
-      // completed its future.
-      std::unique_ptr<ProcessJob> job = std::move(w->jobs.front());
-      w->jobs.pop_front();
-      job->detach_slot(*job->state);
-      return;
-    }
-    if (message.contains("progress")) {
-      if (w->jobs.front()->progress) {
-        w->jobs.front()->progress->set(progress_from_json(message["progress"]));
+    switch (message.kind) {
+      case wire::Kind::started: {
+        // The worker won the start slot: from now on the job runs.
+        // Running first, then no slot: cancel() must never see a job with
+        // neither (it would cancel a started job).
+        ProcessJob& job = *w->jobs.front();
+        static_cast<void>(job.state->set_running_or_notify_cancel());
+        job.detach_slot(*job.state);
+        w->front_started = true;
+        w->deadline =
+            job.timeout ? deadline_after(Clock::now(), *job.timeout) : Clock::time_point::max();
+        return;
       }
+      case wire::Kind::skipped: {
+        // Cancelled while it waited in the worker's socket; the canceller
+        // completed its future.
+        std::unique_ptr<ProcessJob> job = std::move(w->jobs.front());
+        w->jobs.pop_front();
+        job->detach_slot(*job->state);
+        return;
+      }
+      case wire::Kind::progress:
+        if (w->jobs.front()->progress) w->jobs.front()->progress->set(message.progress);
+        return;
+      case wire::Kind::result:
+      case wire::Kind::error:
+      case wire::Kind::job:
+        break;
+    }
+    if (!w->front_started) {
+      bury(w, true, "sent a result for a job it had not started, so it was killed");
       return;
     }
     std::unique_ptr<ProcessJob> job = std::move(w->jobs.front());
     w->jobs.pop_front();
     w->front_started = false;
     w->deadline = Clock::time_point::max();
-    if (message.value("ok", false)) {
-      job->complete(*job->state, message.value("result", nlohmann::json()));
+    if (message.kind == wire::Kind::result) {
+      job->complete(*job->state, message.result);
     } else {
-      const nlohmann::json error = message.value("error", nlohmann::json::object());
-      fail(*job,
-           std::make_exception_ptr(RemoteTaskError(error.value("type", std::string("unknown")),
-                                                   error.value("message", std::string()))));
+      auto error = std::make_exception_ptr(
+          RemoteTaskError(std::move(message.error_type), std::move(message.error_message)));
+      report_job_error(*job, error);
+      fail(*job, std::move(error));
     }
     if (options_.max_tasks_per_child > 0 && w->sent >= options_.max_tasks_per_child && !w->busy()) {
       remove(w, false);  // recycled; a fresh worker starts on demand
     }
   }
 
+  [[nodiscard]] bool alive(pid_t pid) const {
+    return std::any_of(workers_.begin(), workers_.end(),
+                       [pid](const auto& p) { return p->pid == pid; });
+  }
+
   void handle_readable(Worker* w) {
-    const auto status = w->buffer.fill(w->fd);
-    for (;;) {
-      bool garbage = false;
-      auto message = w->buffer.next(garbage);
-      if (garbage) {
-        bury(w, true, "sent a malformed message, so it was killed");
-        return;
-      }
-      if (!message) break;
-      const pid_t pid = w->pid;
-      handle_message(w, *message);
-      // handle_message may have removed the worker.
-      if (std::none_of(workers_.begin(), workers_.end(),
-                       [pid](const auto& p) { return p->pid == pid; })) {
-        return;
-      }
+    const pid_t pid = w->pid;
+    const auto status = w->reader.fill(w->fd, kReadBudget);
+    while (auto frame = w->reader.next()) {
+      handle_frame(w, *frame);
+      if (!alive(pid)) return;  // handle_frame removed it
     }
-    if (status == wire::FrameBuffer::Status::eof) bury(w, false, "died");
+    if (!w->reader.error().empty()) {
+      if (w->reader.oversized() != 0 && w->front_started) {
+        const std::string name = w->jobs.front()->name;
+        // A well-behaved worker reports an oversized result itself (as a
+        // PayloadTooLargeError from the job): this one broke the protocol.
+        bury(w, true, "sent an oversized frame",
+             std::make_exception_ptr(BrokenProcessPool(
+                 "worker process " + std::to_string(pid) + " sent a frame of " +
+                 std::to_string(w->reader.oversized()) + " bytes for job '" + name +
+                 "', over EXECUTOR_MAX_PAYLOAD = " + std::to_string(options_.max_payload) +
+                 " bytes; the worker was killed and replaced")));
+      } else {
+        bury(w, true, "sent a malformed message (" + w->reader.error() + "), so it was killed");
+      }
+      return;
+    }
+    if (status == wire::FrameReader::Status::eof) bury(w, false, "died");
+  }
+
+  void handle_writable(Worker* w) {
+    if (w->out.flush(w->fd) == wire::OutBuffer::Status::error) mark_unreachable(w);
   }
 
   void run() {
     for (;;) {
+      // Nothing here may end the process: an exception that escaped the
+      // handlers below is reported, and the loop goes on.
+      try {
+        if (!turn()) break;
+      } catch (...) {
+        report_error("the process pool's dispatcher", std::current_exception());
+      }
+    }
+    while (!workers_.empty()) {
+      try {
+        bury(workers_.back().get(), workers_.back()->busy(), "stopped");
+      } catch (...) {
+        report_error("the process pool's dispatcher", std::current_exception());
+      }
+    }
+    {
+      const std::lock_guard lock(mutex_);
+      dispatcher_done_ = true;
+    }
+    cancelled_cv_.notify_all();
+  }
+
+  /// One turn of the dispatcher's loop; false once it should stop.
+  bool turn() {
+    {
       std::deque<std::unique_ptr<ProcessJob>> cancelled;
       bool stopping = false;
       bool cancel_queued = false;
@@ -448,20 +589,20 @@ class ProcessPool::Impl {
       }
       if (stopping && !busy) {
         const std::lock_guard lock(mutex_);
-        if (pending_.empty()) break;
+        if (pending_.empty()) return false;
       }
 
+      // Always POLLIN: a worker blocked writing to us must get unblocked.
       std::vector<pollfd> fds;
       fds.push_back({wake_fd_, POLLIN, 0});
-      for (const auto& w : workers_) fds.push_back({w->fd, POLLIN, 0});
-      int timeout_ms = -1;
-      if (next_deadline != Clock::time_point::max()) {
-        const auto left = next_deadline - Clock::now();
-        timeout_ms = static_cast<int>(
-            std::max<std::int64_t>(0, std::chrono::ceil<std::chrono::milliseconds>(left).count()));
+      for (const auto& w : workers_) {
+        const short events = w->out.empty() ? POLLIN : static_cast<short>(POLLIN | POLLOUT);
+        fds.push_back({w->fd, events, 0});
       }
-      const int ready = ::poll(fds.data(), fds.size(), timeout_ms);
-      if (ready < 0 && errno != EINTR) break;
+      const int ready = ::poll(fds.data(), fds.size(), poll_timeout(next_deadline, Clock::now()));
+      if (ready < 0 && errno != EINTR) {
+        throw std::system_error(errno, std::generic_category(), "poll");
+      }
 
       if ((fds[0].revents & POLLIN) != 0) {
         std::uint64_t drained = 0;
@@ -469,17 +610,21 @@ class ProcessPool::Impl {
         }
       }
       // Handle events by pid: handlers may remove workers from the list.
-      std::vector<pid_t> readable;
+      std::vector<std::pair<pid_t, short>> ready_workers;
       for (std::size_t i = 1; i < fds.size(); ++i) {
-        if (fds[i].revents != 0) readable.push_back(workers_[i - 1]->pid);
+        if (fds[i].revents != 0) ready_workers.emplace_back(workers_[i - 1]->pid, fds[i].revents);
       }
-      for (const pid_t pid : readable) {
-        if (Worker* w = find(pid)) {
-          try {
-            handle_readable(w);
-          } catch (...) {
-            if (Worker* still = find(pid))
-              bury(still, true, "could not be handled, so it was killed");
+      for (const auto& [pid, revents] : ready_workers) {
+        try {
+          Worker* w = find(pid);
+          if (w != nullptr && (revents & POLLOUT) != 0) handle_writable(w);
+          w = find(pid);
+          if (w != nullptr && (revents & ~POLLOUT) != 0) handle_readable(w);
+        } catch (...) {
+          if (Worker* still = find(pid)) {
+            bury(still, true,
+                 "could not be handled (" + webexec::detail::what(std::current_exception()) +
+                     "), so it was killed");
           }
         }
       }
@@ -499,12 +644,7 @@ class ProcessPool::Impl {
                  " s; its worker process " + std::to_string(pid) + " was killed and replaced")));
       }
     }
-    while (!workers_.empty()) bury(workers_.back().get(), workers_.back()->busy(), "stopped");
-    {
-      const std::lock_guard lock(mutex_);
-      dispatcher_done_ = true;
-    }
-    cancelled_cv_.notify_all();
+    return true;
   }
 
   Worker* find(pid_t pid) {

@@ -1,40 +1,174 @@
-// Length-prefixed JSON frames over a stream socket (private to webexec).
+// The process engine's wire format (private to webexec): versioned,
+// length-prefixed, binary-safe frames, and the typed messages they carry.
+//
+// One frame, every integer little-endian:
+//
+//     offset  size  field
+//     0       4     length L of the rest of the frame (12 <= L <= 12 + limit)
+//     4       1     version (kWireVersion)
+//     5       1     kind (Kind)
+//     6       2     start slot (job frames; 0 otherwise)
+//     8       8     job id
+//     16      L-12  body: CBOR (RFC 8949) written by nlohmann::json::to_cbor,
+//                   or empty for `started` and `skipped`
+//
+// CBOR text strings carry *bytes*: nlohmann writes a std::string as it is
+// and reads it back as it is, without UTF-8 validation, so request bodies,
+// header and query values, g strings, arguments, results and error messages
+// cross intact whatever they hold (a reader in another language must read
+// text strings as bytes). Everything that parses bytes from a peer lives in
+// this file, so the fuzzer (fuzz/frame_fuzzer.cpp) covers it without
+// sockets, and Step 5 can put the same frames into Redis.
+//
+// Thread safety: the free functions are reentrant; a FrameReader or
+// OutBuffer belongs to one thread at a time.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
+#include "webexec/context.hpp"
+
 namespace webexec::process::detail {
 
-/// Frames larger than this are garbage: the peer is killed, not trusted.
-inline constexpr std::uint32_t kMaxFrame = 64U << 20U;
+inline constexpr std::uint8_t kWireVersion = 1;
+inline constexpr std::size_t kHeaderSize = 16;
+/// What the length field counts besides the body.
+inline constexpr std::size_t kHeaderAfterLength = kHeaderSize - 4;
+/// EXECUTOR_MAX_PAYLOAD's default: the largest encoded job (arguments and
+/// context) or result.
+inline constexpr std::uint32_t kDefaultMaxPayload = 64U << 20U;
+/// EXECUTOR_MAX_PAYLOAD's maximum (1 GiB): the 32-bit length field never
+/// gets near overflowing.
+inline constexpr std::uint32_t kMaxPayloadCeiling = 1U << 30U;
 
-/// Writes one frame (blocking; retries on EINTR and partial writes).
-/// Returns false if the peer is gone.
-bool write_frame(int fd, const nlohmann::json& message);
+enum class Kind : std::uint8_t {
+  job = 1,       ///< host -> worker: {"job", "args", "ctx", "label", "progress", "limit"}
+  started = 2,   ///< worker -> host: it won the start slot; empty body
+  skipped = 3,   ///< worker -> host: the slot was cancelled or revoked; empty body
+  progress = 4,  ///< worker -> host: {"fraction", "message", "done"?, "total"?}
+  result = 5,    ///< worker -> host: the job's JSON result
+  error = 6,     ///< worker -> host: {"type", "message"}
+};
 
-/// Accumulates bytes read from a socket and cuts them into frames.
-class FrameBuffer {
+/// One decoded frame; `body` points into the reader's buffer and is valid
+/// until the reader's next fill() or feed().
+struct Frame {
+  Kind kind = Kind::job;
+  std::uint16_t slot = 0;
+  std::uint64_t id = 0;
+  std::string_view body;
+};
+
+/// CBOR of `value`, as bytes in a string. Throws what nlohmann throws
+/// (nothing for any value nlohmann can hold, in practice only bad_alloc).
+std::string encode_body(const nlohmann::json& value);
+
+/// The value whose CBOR `body` is. Throws `std::invalid_argument` if it is
+/// not exactly one well-formed CBOR value.
+nlohmann::json decode_body(std::string_view body);
+
+/// Appends one frame to `out`. Throws `std::length_error` if the body is
+/// over kMaxPayloadCeiling.
+void append_frame(std::string& out, Kind kind, std::uint64_t id, std::uint16_t slot,
+                  std::string_view body);
+
+/// Cuts a byte stream into frames. Not thread-safe.
+class FrameReader {
  public:
-  enum class Status { ok, eof, garbage };
+  enum class Status { ok, eof, error };
 
-  /// Reads what is available (the fd may be blocking or not).
-  Status fill(int fd);
+  /// Frames whose body is over `max_body` bytes are refused (see error()).
+  explicit FrameReader(std::size_t max_body) : max_body_(max_body) {}
 
-  /// The next complete frame, if any. Sets `garbage` for an oversized
-  /// frame or one that is not valid JSON.
-  std::optional<nlohmann::json> next(bool& garbage);
+  /// Reads what a non-blocking `fd` has, at most about `budget` bytes, or
+  /// (blocking fd) whatever one read returns. `eof` on end of stream or a
+  /// read error.
+  Status fill(int fd, std::size_t budget);
+
+  /// Appends bytes as if read (tests, the fuzzer).
+  void feed(std::string_view bytes);
+
+  /// The next complete frame, or nothing (more bytes needed, or the stream
+  /// is broken: see error()).
+  std::optional<Frame> next();
+
+  /// Why the stream is unusable (empty while it is fine): a bad version or
+  /// kind, a short length, or a body over the limit. Once set, next()
+  /// returns nothing.
+  [[nodiscard]] const std::string& error() const noexcept { return error_; }
+
+  /// The body size of the refused oversized frame, or 0.
+  [[nodiscard]] std::uint64_t oversized() const noexcept { return oversized_; }
+
+ private:
+  void compact();
+
+  std::size_t max_body_;
+  std::string data_;
+  std::size_t start_ = 0;
+  std::string error_;
+  std::uint64_t oversized_ = 0;
+};
+
+/// Bytes waiting to be written to a non-blocking socket. Not thread-safe.
+class OutBuffer {
+ public:
+  enum class Status { done, pending, error };
+
+  [[nodiscard]] bool empty() const noexcept { return start_ == data_.size(); }
+  [[nodiscard]] std::size_t size() const noexcept { return data_.size() - start_; }
+  std::string& data() noexcept { return data_; }
+
+  /// Writes as much as `fd` takes without blocking.
+  Status flush(int fd);
 
  private:
   std::string data_;
   std::size_t start_ = 0;
 };
 
-/// Blocks until one whole frame arrives. Empty on EOF or garbage.
-std::optional<nlohmann::json> read_frame(int fd, FrameBuffer& buffer, bool& garbage);
+/// Writes all of `bytes` to a blocking `fd` (retries EINTR and partial
+/// writes). Returns false if the peer is gone.
+bool write_all(int fd, std::string_view bytes);
+
+// ------------------------------------------------------------ messages
+
+/// What a worker sent, decoded and type-checked.
+struct WorkerMessage {
+  Kind kind = Kind::result;
+  std::uint64_t id = 0;
+  nlohmann::json result;       ///< Kind::result
+  std::string error_type;      ///< Kind::error
+  std::string error_message;   ///< Kind::error
+  webexec::Progress progress;  ///< Kind::progress
+};
+
+/// Decodes a frame from a worker. Throws `std::invalid_argument` naming
+/// what is wrong (a host-only kind, a body that is not CBOR, a field of the
+/// wrong type); never anything else but bad_alloc.
+WorkerMessage decode_worker_message(const Frame& frame);
+
+/// A job frame's fields, as the worker reads them.
+struct JobMessage {
+  std::string job;
+  nlohmann::json args;
+  nlohmann::json ctx;
+  std::string label;
+  bool progress = false;
+  std::uint64_t limit = kDefaultMaxPayload;  ///< the largest result body to send
+};
+
+/// Decodes a job frame's body. Throws `std::invalid_argument` naming what
+/// is wrong.
+JobMessage decode_job_message(std::string_view body);
+
+/// The body of a progress frame.
+nlohmann::json progress_to_json(const webexec::Progress& progress);
 
 }  // namespace webexec::process::detail

@@ -1,16 +1,23 @@
-// The loop a worker process runs: read a job request, run the registered
-// job inside the context that came with it, write the result.
+// The loop a worker process runs (its only thread, plus any a job starts):
+// read a job frame, run the registered job inside the context that came
+// with it, write the result or error frame (wire.hpp has the format).
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "webexec/app.hpp"
 #include "webexec/context.hpp"
 #include "webexec/detail/context_json.hpp"
 #include "webexec/detail/demangle.hpp"
 #include "webexec/detail/process_pool.hpp"
+#include "webexec/errors.hpp"
 #include "webexec/job_registry.hpp"
 #include "webexec/process/fork_server.hpp"
 
@@ -21,17 +28,74 @@ namespace {
 
 int channel_fd = -1;
 webexec::detail::StartSlot* start_slots = nullptr;
+std::uint64_t running_job_id = 0;
 
-nlohmann::json progress_to_json(const Progress& p) {
-  nlohmann::json out = {{"fraction", p.fraction}, {"message", p.message}};
-  if (p.done) out["done"] = *p.done;
-  if (p.total) out["total"] = *p.total;
+/// The worker's side of the socket. The host always reads, so blocking
+/// writes of started/skipped/result frames cannot deadlock; progress frames
+/// never block the job: one the socket cannot take at once waits as the
+/// latest (replacing any older one) and goes out before the next result or
+/// progress frame. Thread-safe (a job's threads may report progress).
+class Channel {
+ public:
+  explicit Channel(int fd) : fd_(fd) {}
+
+  /// Sends a progress frame if it can without blocking, else keeps it as
+  /// the latest.
+  void progress(std::string frame) {
+    const std::lock_guard lock(mutex_);
+    if (!flush_nonblocking()) {
+      latest_progress_ = std::move(frame);
+      return;
+    }
+    latest_progress_.clear();
+    out_ = std::move(frame);
+    start_ = 0;
+    static_cast<void>(flush_nonblocking());
+  }
+
+  /// Sends `frame` after whatever is pending. False if the host is gone.
+  bool send(std::string_view frame) {
+    const std::lock_guard lock(mutex_);
+    const bool ok = write_all(fd_, std::string_view(out_).substr(start_)) &&
+                    write_all(fd_, latest_progress_) && write_all(fd_, frame);
+    out_.clear();
+    start_ = 0;
+    latest_progress_.clear();
+    return ok;
+  }
+
+ private:
+  /// True once nothing is pending.
+  bool flush_nonblocking() {
+    while (start_ < out_.size()) {
+      const ssize_t n =
+          ::send(fd_, out_.data() + start_, out_.size() - start_, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        start_ += static_cast<std::size_t>(n);
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else {
+        return false;  // full (or gone: the next send() says so)
+      }
+    }
+    return true;
+  }
+
+  std::mutex mutex_;
+  int fd_;
+  std::string out_;              // a frame partly sent; guarded by mutex_
+  std::size_t start_ = 0;        // guarded by mutex_
+  std::string latest_progress_;  // guarded by mutex_
+};
+
+std::string frame(Kind kind, std::uint64_t id, std::string_view body = {}) {
+  std::string out;
+  append_frame(out, kind, id, 0, body);
   return out;
 }
 
-nlohmann::json run_request(int fd, const nlohmann::json& request) {
-  const nlohmann::json& id = request.at("id");
-  const nlohmann::json& ctx = request.at("ctx");
+nlohmann::json run_request(Channel& channel, std::uint64_t id, const JobMessage& request) {
+  const nlohmann::json& ctx = request.ctx;
   // The app of the previous job is reused while the host sends the same
   // name and config and no job changed it: rebuilding costs more than a
   // small job.
@@ -62,17 +126,33 @@ nlohmann::json run_request(int fd, const nlohmann::json& request) {
                                   webexec::detail::g_from_json(ctx.at("g"))));
   // Progress has somewhere to go only for stored futures.
   std::shared_ptr<webexec::detail::ProgressSlot> progress;
-  if (request.value("progress", false)) {
-    progress = std::make_shared<webexec::detail::ProgressSlot>([fd, id](const Progress& p) {
-      write_frame(fd, {{"id", id}, {"progress", progress_to_json(p)}});
-    });
+  if (request.progress) {
+    const std::uint64_t limit = request.limit;
+    progress =
+        std::make_shared<webexec::detail::ProgressSlot>([&channel, id, limit](const Progress& p) {
+          std::string body = encode_body(progress_to_json(p));
+          if (body.size() > limit) return;  // an absurd message: progress is best effort
+          channel.progress(frame(Kind::progress, id, body));
+        });
   }
-  task.set_job(request.value("label", std::string()), std::move(progress));
+  task.set_job(request.label, std::move(progress));
   nlohmann::json result;
-  webexec::detail::run_in_context(task, [&] {
-    result = JobRegistry::global().invoke(request.at("job").get<std::string>(), request.at("args"));
-  });
+  webexec::detail::run_in_context(
+      task, [&] { result = JobRegistry::global().invoke(request.job, request.args); });
   return result;
+}
+
+/// The error frame for the exception `error`, its message cut to fit `limit`.
+std::string error_frame(std::uint64_t id, const std::exception_ptr& error, std::uint64_t limit) {
+  std::string message = webexec::detail::what(error);
+  const std::uint64_t room = limit > 1024 ? limit - 1024 : 0;
+  if (message.size() > room) {
+    message.resize(static_cast<std::size_t>(room));
+    message += " [truncated]";
+  }
+  return frame(
+      Kind::error, id,
+      encode_body({{"type", webexec::detail::exception_type(error)}, {"message", message}}));
 }
 
 }  // namespace
@@ -82,37 +162,56 @@ int current_worker_fd() noexcept { return channel_fd; }
 void worker_main(int fd, webexec::detail::StartSlot* slots) {
   channel_fd = fd;
   start_slots = slots;
-  FrameBuffer buffer;
+  Channel channel(fd);
+  FrameReader reader(kMaxPayloadCeiling);
   for (;;) {
-    bool garbage = false;
-    auto request = read_frame(fd, buffer, garbage);
-    if (!request) ::_exit(garbage ? 3 : 0);  // EOF: the host retired or left us
-    nlohmann::json reply = {{"id", request->value("id", nlohmann::json())}};
+    std::optional<Frame> next = reader.next();
+    if (!next) {
+      if (!reader.error().empty()) ::_exit(3);  // the host never sends such bytes
+      // One read at a time: the socket blocks, and a frame may be complete.
+      if (reader.fill(fd, 1) != FrameReader::Status::ok) ::_exit(0);  // the host left us
+      continue;
+    }
+    if (next->kind != Kind::job || next->slot >= webexec::detail::kSlotsPerWorker) ::_exit(3);
+    const std::uint64_t id = next->id;
     // Claim the job's start slot: if the host cancelled it while it waited
     // in this socket, skip it.
-    const auto slot = request->value("slot", std::size_t{0});
-    if (slot >= webexec::detail::kSlotsPerWorker) ::_exit(3);
     std::uint32_t expected = webexec::detail::kSlotPending;
-    if (!start_slots[slot].compare_exchange_strong(expected, webexec::detail::kSlotStarted,
-                                                   std::memory_order_acq_rel)) {
-      reply["skipped"] = true;
-      if (!write_frame(fd, reply)) ::_exit(0);
+    if (!start_slots[next->slot].compare_exchange_strong(expected, webexec::detail::kSlotStarted,
+                                                         std::memory_order_acq_rel)) {
+      if (!channel.send(frame(Kind::skipped, id))) ::_exit(0);
       continue;
     }
     // Tell the host the job started: if this process dies from now on, the
     // job failed here; if it dies before, the host runs the job elsewhere.
-    if (!write_frame(fd, {{"id", reply["id"]}, {"started", true}})) ::_exit(0);
+    if (!channel.send(frame(Kind::started, id))) ::_exit(0);
+    running_job_id = id;
+    std::uint64_t limit = kDefaultMaxPayload;
+    std::string reply;
     try {
-      reply["result"] = run_request(fd, *request);
-      reply["ok"] = true;
+      const JobMessage request = decode_job_message(next->body);  // before the next fill()
+      limit = request.limit;
+      std::string body = encode_body(run_request(channel, id, request));
+      if (body.size() > limit) {
+        throw PayloadTooLargeError(
+            "the result of job '" + request.job + "' is " + std::to_string(body.size()) +
+            " bytes encoded, over EXECUTOR_MAX_PAYLOAD = " + std::to_string(limit) + " bytes");
+      }
+      reply = frame(Kind::result, id, body);
     } catch (...) {
-      const auto error = std::current_exception();
-      reply["ok"] = false;
-      reply["error"] = {{"type", webexec::detail::exception_type(error)},
-                        {"message", webexec::detail::what(error)}};
+      try {
+        reply = error_frame(id, std::current_exception(), limit);
+      } catch (...) {
+        ::_exit(4);  // out of memory even for the message: the host says the job died
+      }
     }
-    if (!write_frame(fd, reply)) ::_exit(0);
+    running_job_id = 0;
+    if (!channel.send(reply)) ::_exit(0);
   }
 }
 
 }  // namespace webexec::process::detail
+
+namespace webexec::detail {
+std::uint64_t current_worker_job_id() noexcept { return process::detail::running_job_id; }
+}  // namespace webexec::detail

@@ -78,9 +78,14 @@ std::string random_bytes(std::size_t n, unsigned seed) {
   return out;
 }
 
-std::string length_prefix(std::uint32_t size) {
-  std::string out(sizeof size, '\0');
-  std::memcpy(out.data(), &size, sizeof size);
+/// A frame as docs/design.md describes it: length, version 1, kind, slot, id.
+std::string frame_header(std::uint64_t length, std::uint8_t kind, std::uint64_t id) {
+  std::string out;
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((length >> (8 * i)) & 0xFF));
+  out.push_back(1);
+  out.push_back(static_cast<char>(kind));
+  out.append(2, '\0');
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((id >> (8 * i)) & 0xFF));
   return out;
 }
 
@@ -95,17 +100,18 @@ int misbehave(std::string pid_file, std::string how) {
   }
   if (how == "exit3") std::exit(3);
   if (how == "garbage-json") {
-    // A well-formed frame whose body is random bytes, not JSON.
+    // A well-formed result frame whose body is random bytes, not CBOR.
     std::string body = random_bytes(64, 7);
-    body[0] = '}';
-    write_channel(length_prefix(static_cast<std::uint32_t>(body.size())) + body);
+    body[0] = '\xff';  // a CBOR "break" where a value must be
+    write_channel(frame_header(12 + body.size(), 5, 1) + body);
   } else if (how == "garbage-huge") {
     // Random bytes after a length no frame may have.
-    write_channel(length_prefix(0xFFFFFFF0U) + random_bytes(64, 11));
+    write_channel(frame_header(0xFFFFFFF0U, 5, 1) + random_bytes(64, 11));
   } else if (how == "stray-id") {
-    // Valid JSON, for a job this worker never got.
-    const std::string body = nlohmann::json{{"id", 987654321}, {"ok", true}, {"result", 0}}.dump();
-    write_channel(length_prefix(static_cast<std::uint32_t>(body.size())) + body);
+    // A valid result, for a job this worker never got.
+    const auto body = nlohmann::json::to_cbor(0);
+    write_channel(frame_header(12 + body.size(), 5, 987654321) +
+                  std::string(body.begin(), body.end()));
   }
   // "wait", "hang" and the garbage cases: block until killed (bounded, so a
   // bug fails the test instead of hanging it).
@@ -384,7 +390,7 @@ TEST(ProcessCrashTest, WorkerWritingAFrameOfRandomBytesIsKilledAndReplaced) {
 }
 
 TEST(ProcessCrashTest, WorkerWritingAnOversizedFrameIsKilledAndReplaced) {
-  expect_garbage_handled("garbage-huge", "malformed");
+  expect_garbage_handled("garbage-huge", "over EXECUTOR_MAX_PAYLOAD");
 }
 
 TEST(ProcessCrashTest, WorkerAnsweringForAnotherJobIsKilledAndReplaced) {

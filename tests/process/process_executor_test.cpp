@@ -17,6 +17,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -484,16 +485,57 @@ TEST(ProcessExecutorTest, ArgumentThatDoesNotDeserializeFailsOnlyThatFuture) {
   const int before = executor.submit(worker_pid).result(kResultPatience);
 
   auto good1 = executor.submit(to_celsius, geo::Reading{273.15});
-  // NaN has no JSON form: it crosses as null, which from_json cannot read.
-  auto bad = executor.submit(to_celsius, geo::Reading{std::numeric_limits<double>::quiet_NaN()});
+  // Below absolute zero: the user's from_json refuses it in the worker.
+  auto bad = executor.submit(to_celsius, geo::Reading{-1.0});
   auto good2 = executor.submit(to_celsius, geo::Reading{300.0});
+  // The wire is CBOR (Step 4): NaN crosses as NaN, where JSON had null.
+  auto nan = executor.submit(to_celsius, geo::Reading{std::numeric_limits<double>::quiet_NaN()});
 
   const std::string message = error_of<webexec::RemoteTaskError>(bad);
   EXPECT_TRUE(Contains(message, "argument 1"));
   EXPECT_TRUE(Contains(message, "exec.to_celsius"));
   EXPECT_NEAR(good1.result(kResultPatience), 0.0, 1e-9);
   EXPECT_NEAR(good2.result(kResultPatience), 26.85, 1e-9);
+  EXPECT_TRUE(std::isnan(nan.result(kResultPatience)));
   EXPECT_EQ(executor.submit(worker_pid).result(kResultPatience), before);
+}
+
+/// EXECUTOR_PROPAGATE_EXCEPTIONS=true (issue 8 item 9): a process job's
+/// exception reaches the app's error handler as a thread task's does, with
+/// the executor's name, the key or job name, and the exception's type and
+/// message.
+TEST(ProcessExecutorTest, PropagatedExceptionsReachTheAppsErrorHandler) {
+  webexec::App app("propagate");
+  app.config().set("PROCS_EXECUTOR_MAX_WORKERS", 1);
+  app.config().set("PROCS_EXECUTOR_PROPAGATE_EXCEPTIONS", true);
+  app.config().set("PROCS_EXECUTOR_TYPE", "process");
+  std::mutex mutex;
+  std::vector<webexec::ErrorReport> reports;
+  std::promise<void> two;
+  app.set_error_handler([&](const webexec::ErrorReport& r) {
+    const std::lock_guard lock(mutex);
+    reports.push_back(r);
+    if (reports.size() == 2) two.set_value();
+  });
+  webexec::Executor executor(app, "procs");
+  auto plain = executor.submit(fail_with, std::string("out_of_range"), std::string("too far"));
+  auto stored = executor.submit_stored("k-7", fail_with, std::string("quota"), std::string("q"));
+  EXPECT_THROW(static_cast<void>(plain.result(kResultPatience)), webexec::RemoteTaskError);
+  EXPECT_THROW(static_cast<void>(stored.result(kResultPatience)), webexec::RemoteTaskError);
+  ASSERT_EQ(two.get_future().wait_for(kResultPatience), std::future_status::ready);
+  const std::lock_guard lock(mutex);
+  ASSERT_EQ(reports.size(), 2U);
+  std::map<std::string, webexec::ErrorReport> by_key;
+  for (const auto& r : reports) by_key[r.key] = r;
+  ASSERT_EQ(by_key.count("exec.fail_with"), 1U);
+  ASSERT_EQ(by_key.count("k-7"), 1U);
+  for (const auto& [key, r] : by_key) {
+    EXPECT_EQ(r.origin, "task") << key;
+    EXPECT_EQ(r.executor, "procs") << key;
+    EXPECT_NE(r.exception, nullptr) << key;
+  }
+  EXPECT_TRUE(Contains(by_key["exec.fail_with"].message, "std::out_of_range: too far"));
+  EXPECT_TRUE(Contains(by_key["k-7"].message, "QuotaExceeded: q"));
 }
 
 TEST(ProcessExecutorTest, ArgumentRefusedByUserFromJsonNamesTheArgument) {

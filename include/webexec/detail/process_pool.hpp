@@ -4,7 +4,11 @@
 /// to an idle worker (starting workers through the fork server, up to
 /// `max_workers`), reads results and progress, enforces time limits, and
 /// replaces a worker that dies, misbehaves or has run `max_tasks_per_child`
-/// jobs. Futures complete on the dispatcher thread.
+/// jobs. Futures complete on the dispatcher thread. The dispatcher never
+/// blocks on a socket (non-blocking descriptors, buffered partial writes),
+/// and nothing it does can end the process: an exception there fails a
+/// future or is reported through `report_error`. src/process/wire.hpp has
+/// the frame format.
 #pragma once
 
 #include <sys/types.h>
@@ -40,6 +44,10 @@ inline constexpr std::uint32_t kSlotPending = 1;
 inline constexpr std::uint32_t kSlotStarted = 2;
 inline constexpr std::uint32_t kSlotCancelled = 3;
 inline constexpr std::size_t kSlotsPerWorker = 64;
+
+/// In a worker process: the id of the job it is running (0 outside a job;
+/// for tests that forge frames). Not thread-safe against the worker loop.
+WEBEXEC_API std::uint64_t current_worker_job_id() noexcept;
 
 /// A future's state for a job that runs in a worker process; it carries
 /// the task's context so callbacks run in it on the host.
@@ -117,7 +125,9 @@ struct ProcessJob {
   }
 
   std::string name;            ///< the registered job
-  nlohmann::json request;      ///< {"job", "args", "ctx", "label"}; the pool adds "id"
+  nlohmann::json request;      ///< {"job", "args", "ctx", "label", "progress"}
+  std::string body;            ///< `request` encoded by submit() (the job frame's body)
+  int losses = 0;              ///< workers that died holding it before it started
   StateBase* state = nullptr;  ///< the future's state; this holds one reference
   void (*complete)(StateBase& state, const nlohmann::json& result) = nullptr;
   bool (*attach_slot)(StateBase& state, StartSlot* slot) noexcept = nullptr;
@@ -131,6 +141,9 @@ struct ProcessPoolOptions {
   int max_workers = 1;
   int max_tasks_per_child = 0;  ///< 0: workers are never recycled
   std::string name;             ///< for messages
+  /// EXECUTOR_MAX_PAYLOAD: the largest encoded job (arguments and context)
+  /// and result, in bytes (at most 1 GiB).
+  std::uint32_t max_payload = 64U << 20U;
 };
 
 class WEBEXEC_API ProcessPool {
@@ -141,7 +154,11 @@ class WEBEXEC_API ProcessPool {
   /// shutdown(wait=true).
   ~ProcessPool();
 
-  /// Queues `job`. Throws: `ShutdownError` after shutdown().
+  /// Encodes `job->request` (CBOR, in the calling thread) and queues the
+  /// job. A job that cannot be encoded or is over `max_payload` is not
+  /// queued: its future fails at once (PayloadTooLargeError naming both
+  /// sizes, or the encoder's error), and its callbacks run in this thread.
+  /// Thread-safe. Throws: `ShutdownError` after shutdown().
   void submit(std::unique_ptr<ProcessJob> job);
 
   void shutdown(bool wait, bool cancel_futures);
