@@ -15,6 +15,20 @@ std::string describe(const ErrorReport& report) {
   return out;
 }
 
+const char* to_string(LogLevel level) noexcept {
+  switch (level) {
+    case LogLevel::debug:
+      return "debug";
+    case LogLevel::info:
+      return "info";
+    case LogLevel::warning:
+      return "warning";
+    case LogLevel::error:
+      break;
+  }
+  return "error";
+}
+
 App::App(std::string name) : name_(std::move(name)) {}
 
 App::~App() {
@@ -53,8 +67,8 @@ std::shared_ptr<void> App::extension_erased(std::string_view name,
   const auto it = extensions_.find(name);
   if (it == extensions_.end()) return nullptr;
   if (it->second.type != type) {
-    throw std::invalid_argument("extension '" + std::string(name) + "' of app '" + name_ +
-                                "' is a " + detail::demangle(it->second.type.name()) + ", not a " +
+    throw std::invalid_argument("extension " + quote_value(name) + " of app " + quote_value(name_) +
+                                " is a " + detail::demangle(it->second.type.name()) + ", not a " +
                                 detail::demangle(type.name()));
   }
   return it->second.object;
@@ -128,6 +142,40 @@ void App::report_error(const ErrorReport& report) const noexcept {
       std::fprintf(stderr, "webexec: app '%s': %s\n", name_.c_str(), describe(report).c_str());
     }
   } catch (...) {  // NOLINT(bugprone-empty-catch): reporting must never throw
+  }
+}
+
+void App::set_logger(Logger logger) {
+  auto shared = logger ? std::make_shared<const Logger>(std::move(logger)) : nullptr;
+  const std::lock_guard lock(mutex_);
+  logger_ = std::move(shared);
+}
+
+void App::log(LogLevel level, std::string_view message) const noexcept {
+  try {
+    std::shared_ptr<const Logger> logger;
+    {
+      const std::lock_guard lock(mutex_);
+      logger = logger_;
+    }
+    if (logger) {
+      (*logger)(level, message);
+      return;
+    }
+    // Control characters only (backslashes stay): already escaped text is
+    // not escaped twice, and the line stays one line.
+    std::string line;
+    for (const char c : message) {
+      const auto u = static_cast<unsigned char>(c);
+      if (u < 0x20 || u == 0x7F) {
+        line += escape_text(std::string_view(&c, 1));
+      } else {
+        line += c;
+      }
+    }
+    std::fprintf(stderr, "webexec: app '%s': %s: %s\n", escape_text(name_, SIZE_MAX).c_str(),
+                 to_string(level), line.c_str());
+  } catch (...) {  // NOLINT(bugprone-empty-catch): logging must never throw
   }
 }
 

@@ -1,5 +1,7 @@
 #include "webexec/config.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -7,6 +9,8 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace webexec {
 namespace {
@@ -19,14 +23,90 @@ std::string lower(std::string_view s) {
 }
 
 std::string describe(std::string_view key, const ConfigValue& value) {
-  std::string out(key);
+  std::string out = escape_text(key);
   out += "=";
-  if (std::holds_alternative<std::string>(value)) {
-    out += "'" + std::get<std::string>(value) + "'";
+  if (const auto* s = std::get_if<std::string>(&value)) {
+    out += quote_value(*s);
   } else {
     out += to_string(value);
   }
   return out;
+}
+
+/// The length of the valid UTF-8 sequence at the start of `s` (RFC 3629: no
+/// overlong forms, no surrogates, at most U+10FFFF), or 0; its code point in
+/// `cp`.
+std::size_t utf8_sequence(std::string_view s, char32_t& cp) {
+  const auto b = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
+  const unsigned char c = b(0);
+  std::size_t n = 0;
+  char32_t min = 0;
+  if (c < 0x80) {
+    cp = c;
+    return 1;
+  }
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2, cp = c & 0x1Fu, min = 0x80;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3, cp = c & 0x0Fu, min = 0x800;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4, cp = c & 0x07u, min = 0x10000;
+  } else {
+    return 0;
+  }
+  if (s.size() < n) return 0;
+  for (std::size_t i = 1; i < n; ++i) {
+    if ((b(i) & 0xC0u) != 0x80u) return 0;
+    cp = (cp << 6) | (b(i) & 0x3Fu);
+  }
+  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  return n;
+}
+
+/// Code points that move or break a line when shown: C1 controls, LRM/RLM,
+/// ALM, the line/paragraph separators and the bidi embeddings and isolates.
+bool invisible_control(char32_t cp) {
+  return (cp >= 0x80 && cp <= 0x9F) || cp == 0x061C || cp == 0x200E || cp == 0x200F ||
+         (cp >= 0x2028 && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+void append_hex(std::string& out, const char* prefix, unsigned value, int digits) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += prefix;
+  for (int i = digits - 1; i >= 0; --i) out += kHex[(value >> (4 * i)) & 0xFu];
+}
+
+/// Escapes `text` into `out` as escape_text() describes; returns false if it
+/// stopped before the end because of `max_bytes`.
+bool escape_into(std::string& out, std::string_view text, std::size_t max_bytes) {
+  std::size_t i = 0;
+  while (i < text.size()) {
+    char32_t cp = 0;
+    std::size_t n = utf8_sequence(text.substr(i), cp);
+    const std::size_t unit = n == 0 ? 1 : n;
+    if (i + unit > max_bytes) return false;
+    if (n == 0) {
+      append_hex(out, "\\x", static_cast<unsigned char>(text[i]), 2);
+    } else if (cp == '\\') {
+      out += "\\\\";
+    } else if (cp == '\'') {
+      out += "\\'";
+    } else if (cp == '\n') {
+      out += "\\n";
+    } else if (cp == '\r') {
+      out += "\\r";
+    } else if (cp == '\t') {
+      out += "\\t";
+    } else if (cp < 0x20 || cp == 0x7F) {
+      append_hex(out, "\\x", static_cast<unsigned>(cp), 2);
+    } else if (invisible_control(cp)) {
+      append_hex(out, "\\u", static_cast<unsigned>(cp), 4);
+    } else {
+      out.append(text.substr(i, n));
+    }
+    i += unit;
+  }
+  return true;
 }
 
 /// Numeric text split by the one grammar every numeric key uses:
@@ -124,6 +204,93 @@ std::string format_seconds(std::chrono::nanoseconds ns) {
 }
 
 }  // namespace
+
+std::string escape_text(std::string_view text, std::size_t max_bytes) {
+  std::string out;
+  out.reserve(std::min(text.size(), max_bytes) + 2);
+  if (!escape_into(out, text, max_bytes)) {
+    out += "... (" + std::to_string(text.size()) + " bytes)";
+  }
+  return out;
+}
+
+std::string quote_value(std::string_view text, std::size_t max_bytes) {
+  std::string out = "'";
+  const bool whole = escape_into(out, text, max_bytes);
+  out += "'";
+  if (!whole) out += "... (" + std::to_string(text.size()) + " bytes)";
+  return out;
+}
+
+namespace detail {
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  const auto up = [](char c) {
+    return static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  };
+  // Three rows of the optimal-string-alignment table.
+  std::vector<std::size_t> before(b.size() + 1), prev(b.size() + 1), cur(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t cost = up(a[i - 1]) == up(b[j - 1]) ? 0 : 1;
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost});
+      if (i > 1 && j > 1 && up(a[i - 1]) == up(b[j - 2]) && up(a[i - 2]) == up(b[j - 1])) {
+        cur[j] = std::min(cur[j], before[j - 2] + 1);
+      }
+    }
+    std::swap(before, prev);
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::vector<MisspeltKey> misspelt_keys(const std::vector<std::string>& config_keys,
+                                       std::string_view prefix,
+                                       const std::vector<std::string>& known, bool environment) {
+  const std::string own = lower(std::string(prefix) + "EXECUTOR");
+  std::vector<std::string> full;
+  full.reserve(known.size());
+  for (const auto& k : known) full.push_back(std::string(prefix) + k);
+  const auto candidate = [&](std::string_view key) {
+    if (key.size() < own.size() || lower(key.substr(0, own.size())) != own) return false;
+    for (const auto& k : full) {
+      if (key == k) return false;
+      // OTHER_<own key>: another executor's valid key.
+      if (key.size() > k.size() + 1 && key.ends_with(k) && key[key.size() - k.size() - 1] == '_') {
+        return false;
+      }
+    }
+    return true;
+  };
+  std::vector<MisspeltKey> out;
+  const auto check = [&](std::string_view key, bool from_env) {
+    if (!candidate(key) || full.empty()) return;
+    // Nearest by edit distance; on a tie, a key that contains the typed
+    // rest (TIMEOUT in TASK_TIMEOUT) beats one that does not (TYPE).
+    const std::string rest = lower(key.substr(own.size()));
+    std::pair<std::size_t, bool> best{SIZE_MAX, true};
+    const std::string* nearest = nullptr;
+    for (const auto& k : full) {
+      const std::pair<std::size_t, bool> score{edit_distance(key, k),
+                                               lower(k).find(rest) == std::string::npos};
+      if (score < best) best = score, nearest = &k;
+    }
+    if (from_env && prefix.empty() && best.first > 2) return;
+    out.push_back({std::string(key), *nearest, from_env});
+  };
+  for (const auto& key : config_keys) check(key, false);
+  if (environment) {
+    for (char** env = environ; env != nullptr && *env != nullptr; ++env) {
+      const std::string_view entry(*env);
+      check(entry.substr(0, entry.find('=')), true);
+    }
+  }
+  return out;
+}
+
+}  // namespace detail
 
 std::string to_string(const ConfigValue& value) {
   if (const auto* s = std::get_if<std::string>(&value)) return *s;

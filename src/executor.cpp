@@ -179,7 +179,10 @@ void Executor::init_app(App& app) {
                             "another app)");
   }
   // The app config wins; a key missing there is read from the environment.
+  // Every key read is known: misspelt_keys() below warns about the others.
+  std::vector<std::string> known = {"EXECUTOR_MAX_PAYLOAD"};  // keys read elsewhere
   auto read = [&](std::string_view key) -> std::optional<std::pair<std::string, ConfigValue>> {
+    known.emplace_back(key);
     std::string full = config_key(key);
     if (auto v = app.config().get(full)) return std::make_pair(full, *v);
     if (const char* env = std::getenv(full.c_str())) {
@@ -195,8 +198,8 @@ void Executor::init_app(App& app) {
     if (value == "process") {
       process = true;
     } else if (value != "thread") {
-      throw std::invalid_argument(type->first + "='" + value +
-                                  "' is not a valid executor type; valid types: 'thread', "
+      throw std::invalid_argument(escape_text(type->first) + "=" + quote_value(value) +
+                                  " is not a valid executor type; valid types: 'thread', "
                                   "'process'");
     }
   }
@@ -204,8 +207,8 @@ void Executor::init_app(App& app) {
   options.thread_name_prefix = settings_.name.empty() ? "webexec" : settings_.name;
   if (auto v = read("EXECUTOR_MAX_WORKERS")) {
     try {
-      options.max_workers = static_cast<int>(parse_int(
-          v->first, v->second, 1, process ? max_worker_processes : max_worker_threads));
+      options.max_workers = static_cast<int>(
+          parse_int(v->first, v->second, 1, process ? max_worker_processes : max_worker_threads));
     } catch (const std::out_of_range& e) {
       throw std::out_of_range(std::string(e.what()) +
                               (process ? " worker processes (EXECUTOR_TYPE=process)"
@@ -249,6 +252,15 @@ void Executor::init_app(App& app) {
   if (auto v = read("EXECUTOR_PROPAGATE_EXCEPTIONS")) propagate = parse_bool(v->first, v->second);
   bool push_app = true;
   if (auto v = read("EXECUTOR_PUSH_APP_CONTEXT")) push_app = parse_bool(v->first, v->second);
+
+  // A misspelt key would be silently ignored: warn, naming the nearest key.
+  const std::string prefix = config_key("");
+  for (const auto& m : detail::misspelt_keys(app.config().keys(), prefix, known, true)) {
+    app.log(LogLevel::warning, "executor " + quote_value(settings_.name) + ": unknown " +
+                                   (m.from_environment ? "environment variable " : "config key ") +
+                                   escape_text(m.key) + " is ignored; did you mean " + m.nearest +
+                                   "?");
+  }
 
   if (process) {
     if (!process::fork_server_running()) process::detail::start_fork_server_from_init_app();

@@ -46,6 +46,12 @@ struct ErrorReport {
   std::exception_ptr exception;
 };
 
+/// How severe a log message is.
+enum class LogLevel { debug, info, warning, error };
+
+/// "debug", "info", "warning" or "error".
+WEBEXEC_API const char* to_string(LogLevel level) noexcept;
+
 /// One line: `task 'calc_power' of executor 'custom' failed: <message>`.
 WEBEXEC_API std::string describe(const ErrorReport& report);
 
@@ -56,6 +62,9 @@ class WEBEXEC_API App {
  public:
   using TeardownHook = std::function<void(std::exception_ptr error)>;
   using ErrorHandler = std::function<void(const ErrorReport& report)>;
+  /// Receives the library's log messages (e.g. a misspelt config key at
+  /// init_app). Called on the thread that logs; must be thread-safe.
+  using Logger = std::function<void(LogLevel level, std::string_view message)>;
 
   explicit App(std::string name);
   App(const App&) = delete;
@@ -104,6 +113,17 @@ class WEBEXEC_API App {
   /// Hands `report` to the error handler. Never throws.
   void report_error(const ErrorReport& report) const noexcept;
 
+  /// Installs the logger; an empty one restores the default, which prints
+  /// one line `webexec: app '<name>': <level>: <message>` to stderr, with
+  /// control characters escaped so a message is always one line.
+  /// Thread safety: may be called from any thread.
+  void set_logger(Logger logger);
+
+  /// Hands `message` to the logger, on the calling thread. Never throws. The
+  /// library escapes what it echoes (escape_text()); escape untrusted parts of
+  /// your own messages the same way.
+  void log(LogLevel level, std::string_view message) const noexcept;
+
   /// Runs `fn` when this app is destroyed (before anything of it goes), so
   /// an executor that outlives its app (a namespace-scope executor with an
   /// app in main) shuts down in time instead of touching a dead app.
@@ -129,6 +149,7 @@ class WEBEXEC_API App {
   std::shared_ptr<const std::vector<TeardownHook>> teardown_;  // guarded by mutex_
   std::atomic<bool> has_teardown_{false};
   std::shared_ptr<const ErrorHandler> error_handler_;                      // guarded by mutex_
+  std::shared_ptr<const Logger> logger_;                                   // guarded by mutex_
   std::vector<std::pair<const void*, std::function<void()>>> on_destroy_;  // guarded by mutex_
 };
 

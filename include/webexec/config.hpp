@@ -28,6 +28,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -48,6 +49,25 @@ using ConfigValue = std::variant<std::string, std::int64_t, bool>;
 
 /// The value as text, e.g. for error messages: "abc", "42", "true".
 WEBEXEC_API std::string to_string(const ConfigValue& value);
+
+/// The longest part of a value that error messages echo: 64 bytes.
+inline constexpr std::size_t max_echoed_bytes = 64;
+
+/// `text` made safe to put in one line of an error or log message: valid
+/// UTF-8 is kept, except that `\`, `'` and control characters are escaped
+/// (`\n`, `\t`, `\r`, `\'`, `\\`, other C0 bytes and DEL as `\xNN`, C1
+/// controls and the bidi/line-separator code points as `\uNNNN`); a byte that
+/// is not part of valid UTF-8 becomes `\xNN`. At most `max_bytes` bytes of
+/// `text` are shown, cut at a character boundary; a longer text gets
+/// `... (N bytes)` appended.
+/// Thread safety: a pure function. Throws: `std::bad_alloc` only.
+WEBEXEC_API std::string escape_text(std::string_view text,
+                                    std::size_t max_bytes = max_echoed_bytes);
+
+/// escape_text() in single quotes, the form errors use: `'a\nb'`, or
+/// `'aaaa'... (100000 bytes)` when truncated.
+WEBEXEC_API std::string quote_value(std::string_view text,
+                                    std::size_t max_bytes = max_echoed_bytes);
 
 /// Parses `value` as a boolean: true/false/1/0/yes/no/on/off, any case.
 /// Throws: `std::invalid_argument` naming `key` and the value otherwise.
@@ -103,6 +123,34 @@ ConfigValue make_config_value(V&& value) {
     return ConfigValue(std::in_place_type<std::string>, std::string(std::forward<V>(value)));
   }
 }
+
+namespace detail {
+
+/// Optimal-string-alignment edit distance, ASCII case-insensitive
+/// (insert, delete, substitute, swap two neighbours: 1 each).
+WEBEXEC_API std::size_t edit_distance(std::string_view a, std::string_view b);
+
+/// A key that looks like one of an executor's keys but is none of them.
+struct MisspeltKey {
+  std::string key;      ///< as found (raw; escape before printing)
+  std::string nearest;  ///< the known key with the smallest edit distance
+  bool from_environment = false;
+};
+
+/// The misspelt keys of the executor whose keys start with `prefix` (""
+/// or "NAME_"), given its `known` keys without the prefix. A key counts when
+/// it starts with `prefix + "EXECUTOR"` (any case), is not a known key, and is
+/// not another executor's known key (`OTHER_` + prefix + known). App config
+/// keys always count; environment variables (read when `environment`) count
+/// for a named executor, and for the unnamed one only within edit distance 2
+/// of a known key, so that unrelated variables (Jenkins' EXECUTOR_NUMBER) stay
+/// quiet. Thread safety: reads the environment (not thread-safe with setenv).
+WEBEXEC_API std::vector<MisspeltKey> misspelt_keys(const std::vector<std::string>& config_keys,
+                                                   std::string_view prefix,
+                                                   const std::vector<std::string>& known,
+                                                   bool environment);
+
+}  // namespace detail
 
 /// A thread-safe string-keyed configuration map.
 class WEBEXEC_API Config {

@@ -4,8 +4,12 @@
 // executor names (issue 9 item 17). Every rejected config throws before any
 // pool or worker process starts.
 #include <cstdint>
+#include <cstdlib>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -74,6 +78,106 @@ TEST(ExecutorConfigTest, WorkerThreadsKeepTheirOwnBound) {
   EXPECT_EQ(what,
             "HUGE_EXECUTOR_MAX_WORKERS=65537 is above the maximum of 65536 worker threads "
             "(EXECUTOR_TYPE=thread)");
+}
+
+// ---------------------------------------------------------------- issue 9 item 16
+
+TEST(ExecutorConfigTest, ErrorsTruncateAndEscapeTheValue) {
+  // A 100 KB value with control characters used to be echoed verbatim.
+  webexec::App app("echo");
+  std::string value = "\x1b[2J\nforged line\xff";
+  value += std::string(100000, 'x');
+  app.config().set("EXECUTOR_MAX_WORKERS", value);
+  const std::string what = message_of<std::invalid_argument>([&] { webexec::Executor e(app); });
+  EXPECT_LT(what.size(), 400U) << what.size();
+  EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+  EXPECT_EQ(what.find('\x1b'), std::string::npos) << what;
+  EXPECT_TRUE(contains(what, "EXECUTOR_MAX_WORKERS='\\x1b[2J\\nforged line\\xffxxx")) << what;
+  EXPECT_TRUE(contains(what, "'... (100017 bytes) is not an integer")) << what;
+}
+
+TEST(ExecutorConfigTest, EscapeTextKeepsUtf8AndEscapesTheRest) {
+  EXPECT_EQ(webexec::escape_text("caf\xc3\xa9 \xe2\x98\x95"), "caf\xc3\xa9 \xe2\x98\x95");
+  EXPECT_EQ(webexec::escape_text("a\tb\r\n\\'\x7f\x01"), "a\\tb\\r\\n\\\\\\'\\x7f\\x01");
+  EXPECT_EQ(webexec::escape_text("\xc0\xaf\xed\xa0\x80\xff"),
+            "\\xc0\\xaf\\xed\\xa0\\x80\\xff");                                // overlong, surrogate
+  EXPECT_EQ(webexec::escape_text("\xe2\x80\xae\xc2\x85"), "\\u202e\\u0085");  // bidi, NEL
+  EXPECT_EQ(webexec::quote_value("abcdef", 4), "'abcd'... (6 bytes)");
+  // Never cut inside a character.
+  EXPECT_EQ(webexec::quote_value("ab\xe2\x98\x95", 4), "'ab'... (5 bytes)");
+}
+
+/// Collects an app's log messages.
+class LogCapture {
+ public:
+  explicit LogCapture(webexec::App& app) {
+    app.set_logger([this](webexec::LogLevel level, std::string_view message) {
+      const std::lock_guard lock(mutex_);
+      lines_.push_back(std::string(webexec::to_string(level)) + ": " + std::string(message));
+    });
+  }
+  std::vector<std::string> lines() {
+    const std::lock_guard lock(mutex_);
+    return lines_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::string> lines_;
+};
+
+class ScopedEnv {
+ public:
+  ScopedEnv(std::string name, const std::string& value) : name_(std::move(name)) {
+    ::setenv(name_.c_str(), value.c_str(), 1);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+  ~ScopedEnv() { ::unsetenv(name_.c_str()); }
+
+ private:
+  std::string name_;
+};
+
+TEST(ExecutorConfigTest, MisspeltAppConfigKeysWarnNamingTheNearestKey) {
+  // EXECUTOR_MAX_WORKER and CUSTOM_EXECUTOR_TIMEOUT used to be ignored silently.
+  webexec::App app("typos");
+  LogCapture log(app);
+  app.config().set("EXECUTOR_MAX_WORKER", 2);
+  app.config().set("CUSTOM_EXECUTOR_TIMEOUT", 5);
+  app.config().set("OTHER_EXECUTOR_MAX_WORKERS", 3);  // another executor's key: fine
+  app.config().set("UNRELATED", 1);
+  const webexec::Executor unnamed(app);
+  EXPECT_EQ(log.lines(), (std::vector<std::string>{
+                             "warning: executor '': unknown config key EXECUTOR_MAX_WORKER is "
+                             "ignored; did you mean EXECUTOR_MAX_WORKERS?"}));
+  const webexec::Executor custom(app, "custom");
+  ASSERT_EQ(log.lines().size(), 2U);
+  EXPECT_EQ(log.lines()[1],
+            "warning: executor 'custom': unknown config key CUSTOM_EXECUTOR_TIMEOUT is ignored; "
+            "did you mean CUSTOM_EXECUTOR_TASK_TIMEOUT?");
+}
+
+TEST(ExecutorConfigTest, MisspeltEnvironmentVariablesWarnOnlyWhenShapedLikeOurs) {
+  const ScopedEnv typo("ENVTYPO_EXECUTOR_PROPAGATE_EXCEPTION", "1");
+  const ScopedEnv jenkins("EXECUTOR_NUMBER", "3");  // unrelated: no warning
+  webexec::App app("env");
+  LogCapture log(app);
+  const webexec::Executor unnamed(app);
+  EXPECT_TRUE(log.lines().empty()) << log.lines()[0];
+  const webexec::Executor named(app, "envtypo");
+  EXPECT_EQ(log.lines(), (std::vector<std::string>{
+                             "warning: executor 'envtypo': unknown environment variable "
+                             "ENVTYPO_EXECUTOR_PROPAGATE_EXCEPTION is ignored; did you mean "
+                             "ENVTYPO_EXECUTOR_PROPAGATE_EXCEPTIONS?"}));
+}
+
+TEST(ExecutorConfigTest, DefaultLoggerWritesOneEscapedLineToStderr) {
+  const webexec::App app("logger");
+  testing::internal::CaptureStderr();
+  app.log(webexec::LogLevel::warning, "two\nlines");
+  const std::string out = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(out, "webexec: app 'logger': warning: two\\nlines\n");
 }
 
 }  // namespace
