@@ -170,11 +170,31 @@ int main(int argc, char** argv) try {
     launch_report(key, steps);
     webexec::http::accepted(res, key, "/jobs");
   });
+  // The seed's flow with a fresh key per request, for benchmarks/http_load.sh:
+  // GET /tiny submits a tiny stored job and answers 202 with its key; poll
+  // GET /tiny/<key> until "done" (it is then popped, one atomic step).
+  server.Get("/tiny", [&](const httplib::Request&, httplib::Response& res) {
+    const std::string key = webexec::http::new_job_key();
+    executor.submit_stored(key, [] { return 42; });
+    webexec::http::accepted(res, key, "/tiny");
+  });
+  server.Get("/tiny/([0-9a-f]{32})", [&](const httplib::Request& req, httplib::Response& res) {
+    auto polled = executor.futures().pop_if_done(req.matches[1].str());
+    if (!polled) {
+      send(res, {{"status", nullptr}, {"error", "unknown job"}}, 404);
+    } else if (!polled->future) {
+      res.set_header("Retry-After", "1");
+      send(res, {{"status", to_string(polled->state)}});
+    } else {
+      send(res, {{"status", "done"}, {"result", polled->future->result<int>()}});
+    }
+  });
   webexec::http::mount_status_routes(server, executor, "/jobs");
   server.Get("/", [&](const httplib::Request& req, httplib::Response& res) {
-    send(res, {{"service", app.name()},
-               {"routes", {"/start-task", "/get-result", "/reports?steps=N", "/jobs/<key>"}},
-               {"you", json_body(req)}});
+    send(res,
+         {{"service", app.name()},
+          {"routes", {"/start-task", "/get-result", "/reports?steps=N", "/jobs/<key>", "/tiny"}},
+          {"you", json_body(req)}});
   });
 
   running_server = &server;

@@ -12,6 +12,7 @@ WEBEXEC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WEBEXEC_DEBIAN_PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev
+  nginx-light wrk
   nlohmann-json3-dev libboost-dev libcpp-httplib-dev
   python3 curl
 )

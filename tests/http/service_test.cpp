@@ -22,6 +22,7 @@
 #include <fstream>
 #include <future>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -510,6 +511,35 @@ TEST_F(ExampleServiceTest, LogLinesEscapeControlCharacters) {
     for (const char c : line) {
       EXPECT_FALSE(static_cast<unsigned char>(c) < 0x20U) << "a control character in: " << line;
     }
+  }
+}
+
+// The seed's flow with unique keys (the tiny-job route the benchmark drives): each
+// GET /tiny stores a job under a fresh key; polling its Location ends in "done" with
+// the result, after which the key is gone.
+TEST_F(ExampleServiceTest, TinyJobsGetFreshKeysAndArePoppedWhenDone) {
+  auto cli = client();
+  std::set<std::string> keys;
+  for (int i = 0; i < 50; ++i) {
+    auto accepted = cli.Get("/tiny");
+    ASSERT_TRUE(accepted) << httplib::to_string(accepted.error());
+    ASSERT_EQ(accepted->status, 202) << accepted->body;
+    const std::string key = json::parse(accepted->body).at("key");
+    EXPECT_TRUE(keys.insert(key).second) << "a repeated key " << key;
+    const std::string location = accepted->get_header_value("Location");
+    ASSERT_EQ(location, "/tiny/" + key);
+    json done;
+    for (int poll = 0; poll < 100000; ++poll) {
+      auto res = cli.Get(location);
+      ASSERT_TRUE(res) << httplib::to_string(res.error());
+      ASSERT_EQ(res->status, 200) << res->body;
+      done = json::parse(res->body);
+      if (done.at("status") == "done") break;
+    }
+    ASSERT_EQ(done, json({{"status", "done"}, {"result", 42}}));
+    auto gone = cli.Get(location);
+    ASSERT_TRUE(gone) << httplib::to_string(gone.error());
+    EXPECT_EQ(gone->status, 404);
   }
 }
 
