@@ -219,10 +219,11 @@ void PoolCore::enqueue(StateBase* task) {
     }
   } catch (...) {
     // No thread could be started. If none exists, nobody would ever run the
-    // task: withdraw it and report the failure.
-    const bool stranded = started_.load() == 0 && task->cancel();
+    // task: withdraw it and report the failure. Cancelled after leaving the
+    // gate: cancelling runs its done callbacks, and one may shut down.
+    const bool no_thread = started_.load() == 0;
     gate_.fetch_sub(1, std::memory_order_release);
-    if (stranded) throw;
+    if (no_thread && task->cancel()) throw;
     return;
   }
   gate_.fetch_sub(1, std::memory_order_release);
