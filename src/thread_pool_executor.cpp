@@ -151,7 +151,15 @@ class PoolCore {
 
   PoolCore(const PoolCore&) = delete;
   PoolCore& operator=(const PoolCore&) = delete;
-  ~PoolCore() = default;
+  ~PoolCore() {
+    // Tasks no worker took because none could be started: drop the queue's
+    // references, or they leak.
+    while (QueueNode* node = pop_settled()) {
+      auto* task = static_cast<StateBase*>(node);
+      task->cancel();
+      task->release();
+    }
+  }
 
   void enqueue(StateBase* task);
   void shutdown(bool wait, bool cancel_futures);
