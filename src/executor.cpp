@@ -360,13 +360,18 @@ void Executor::add_default_done_callback(std::function<void(const AnyFuture&)> f
   has_default_callbacks_.store(true, std::memory_order_release);
 }
 
-void Executor::attach_default_callbacks_slow(detail::StateBase& task) {
+detail::DefaultCallbackNodes Executor::default_callbacks_slow() {
   std::shared_ptr<const std::vector<std::shared_ptr<const detail::DefaultCallback>>> callbacks;
   {
     const std::lock_guard lock(callbacks_mutex_);
     callbacks = default_callbacks_;
   }
-  for (const auto& cb : *callbacks) task.add_callback(new detail::DefaultCallbackNode(cb));
+  detail::DefaultCallbackNodes out;
+  out.nodes_.reserve(callbacks->size());
+  for (const auto& cb : *callbacks) {
+    out.nodes_.push_back(std::make_unique<detail::DefaultCallbackNode>(cb));
+  }
+  return out;
 }
 
 bool Executor::is_shutdown() const {

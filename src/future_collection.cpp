@@ -97,37 +97,67 @@ void FutureCollection::add(std::string key, AnyFuture future, ResultRenderer ren
 }
 
 void FutureCollection::add_checked(std::string key, const std::function<Stored()>& make) {
+  // Everything the entry needs is allocated first, so that once `make()` has
+  // submitted the task, storing it cannot fail: a list node (spliced in
+  // later), an index node (inserted later into buckets reserved now), and
+  // the completion stamp.
   auto entry = std::make_shared<Entry>();
   entry->key = key;
+  List pending;
+  pending.push_back(entry);
+  auto stamp = std::make_unique<FinishedAt>(entry);
+  decltype(index_)::node_type index_node;
+  {
+    decltype(index_) one;
+    one.emplace(key, pending.begin());
+    index_node = one.extract(one.begin());
+  }
   {
     const std::lock_guard lock(mutex_);
     purge_expired_locked(Clock::now());
-    if (index_.count(key) != 0) {
+    if (index_.count(key) != 0 || reserved_.count(key) != 0) {
       throw std::invalid_argument("future_key '" + key + "' already exists");
     }
-    while (order_.size() >= max_length_) {
+    while (order_.size() + reserved_.size() >= max_length_) {
       auto victim = order_.begin();
       while (victim != order_.end() && !(*victim)->future.done()) ++victim;
       if (victim == order_.end()) {
         throw CapacityError("cannot store future_key '" + key + "': the collection holds " +
-                            std::to_string(order_.size()) + " futures (max_length " +
-                            std::to_string(max_length_) +
+                            std::to_string(order_.size() + reserved_.size()) +
+                            " futures (max_length " + std::to_string(max_length_) +
                             ") and none has finished; pop finished futures or raise "
                             "EXECUTOR_FUTURES_MAX_LENGTH");
       }
       index_.erase((*victim)->key);
       order_.erase(victim);
     }
-    Stored stored = make();
-    entry->future = std::move(stored.future);
-    entry->render = stored.render;
-    entry->progress = std::move(stored.progress);
-    order_.push_back(entry);
-    index_.emplace(std::move(key), std::prev(order_.end()));
+    // Room for every entry being added, so inserting ours cannot rehash.
+    index_.reserve(index_.size() + reserved_.size() + 1);
+    reserved_.insert(key);
+  }
+  // Submitted without the lock: a submit that fails may run the task's done
+  // callbacks inline (it cancels the task), and no user callback runs under
+  // a library lock.
+  Stored stored;
+  try {
+    stored = make();
+  } catch (...) {
+    const std::lock_guard lock(mutex_);
+    reserved_.erase(key);
+    throw;
+  }
+  entry->future = std::move(stored.future);
+  entry->render = stored.render;
+  entry->progress = std::move(stored.progress);
+  {
+    const std::lock_guard lock(mutex_);
+    reserved_.erase(key);
+    order_.splice(order_.end(), pending);
+    index_.insert(std::move(index_node));
   }
   // Record the completion time for the TTL; runs at once if already done.
   // A raw node: bookkeeping must not run in the task's context.
-  state_of(entry->future)->add_callback(new FinishedAt(entry));
+  state_of(entry->future)->add_callback(stamp.release());
 }
 
 std::shared_ptr<FutureCollection::Entry> FutureCollection::find(std::string_view key) const {

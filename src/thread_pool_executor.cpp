@@ -151,7 +151,15 @@ class PoolCore {
 
   PoolCore(const PoolCore&) = delete;
   PoolCore& operator=(const PoolCore&) = delete;
-  ~PoolCore() = default;
+  ~PoolCore() {
+    // Tasks no worker took because none could be started: drop the queue's
+    // references, or they leak.
+    while (QueueNode* node = pop_settled()) {
+      auto* task = static_cast<StateBase*>(node);
+      task->cancel();
+      task->release();
+    }
+  }
 
   void enqueue(StateBase* task);
   void shutdown(bool wait, bool cancel_futures);
@@ -238,10 +246,11 @@ void PoolCore::enqueue(StateBase* task) {
     }
   } catch (...) {
     // No thread could be started. If none exists, nobody would ever run the
-    // task: withdraw it and report the failure.
-    const bool stranded = started_.load() == 0 && task->cancel();
+    // task: withdraw it and report the failure. Cancelled after leaving the
+    // gate: cancelling runs its done callbacks, and one may shut down.
+    const bool no_thread = started_.load() == 0;
     gate_.fetch_sub(1, std::memory_order_release);
-    if (stranded) throw;
+    if (no_thread && task->cancel()) throw;
     return;
   }
   gate_.fetch_sub(1, std::memory_order_release);

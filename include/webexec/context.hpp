@@ -11,8 +11,10 @@
 ///   the request never reach the task.
 ///
 /// The task, its default done callbacks and every done callback added to its
-/// future then run inside that context. A task that submits more work passes
-/// its own context on.
+/// future then run inside that context; each callback runs in its own copy,
+/// so callbacks running at the same time never share a `g`. A task that
+/// submits more work passes its own context on. To test request code without
+/// a server, see `TestRequestContext` (test_request_context.hpp).
 ///
 /// Example (inside a task):
 /// ```
@@ -123,16 +125,16 @@ class WEBEXEC_API G {
 struct WEBEXEC_API RequestContext {
   using Params = std::vector<std::pair<std::string, std::string>>;
 
-  std::string method;                    ///< "GET", "POST", ...
-  std::string path;                      ///< URL-decoded path, without the query
-  Params query;                          ///< query-string parameters, in order
-  Params form;                           ///< url-encoded form fields of the body, in order
-  Params headers;                        ///< request headers, minus the server's synthetic ones
-  std::string body;                      ///< the request body
-  std::vector<std::string> path_groups;  ///< route match groups; [0] is the whole path
-  std::string remote_addr;               ///< peer address from the socket, never from a header
+  std::string method = {};  ///< "GET", "POST", ...
+  std::string path = {};    ///< URL-decoded path, without the query
+  Params query = {};        ///< query-string parameters, in order
+  Params form = {};         ///< url-encoded form fields of the body, in order
+  Params headers = {};      ///< request headers, minus the server's synthetic ones
+  std::string body = {};    ///< the request body
+  std::vector<std::string> path_groups = {};  ///< route match groups; [0] is the whole path
+  std::string remote_addr = {};               ///< peer address from the socket, never from a header
   int remote_port = -1;
-  std::string request_id;  ///< sanitized X-Request-Id, or generated
+  std::string request_id = {};  ///< sanitized X-Request-Id, or generated
 
   /// First header named `name` (case-insensitive).
   [[nodiscard]] std::optional<std::string> header(std::string_view name) const;

@@ -156,7 +156,7 @@ constexpr bool registrable_job() {
 
 using DefaultCallback = std::function<void(const AnyFuture&)>;
 
-/// Runs a default done callback inside the task's own context.
+/// Runs a default done callback inside a copy of the task's own context.
 class WEBEXEC_API DefaultCallbackNode final : public CallbackNode {
  public:
   explicit DefaultCallbackNode(std::shared_ptr<const DefaultCallback> fn) : fn_(std::move(fn)) {}
@@ -164,6 +164,18 @@ class WEBEXEC_API DefaultCallbackNode final : public CallbackNode {
 
  private:
   std::shared_ptr<const DefaultCallback> fn_;
+};
+
+/// The default done callbacks of one submit, allocated before its task state
+/// is built: attaching them cannot fail, so a failed allocation never
+/// strands a built task. Empty (no allocation) without default callbacks.
+class DefaultCallbackNodes {
+ public:
+  void attach_to(StateBase& task) noexcept {
+    for (auto& node : nodes_) task.add_callback(node.release());
+    nodes_.clear();
+  }
+  std::vector<std::unique_ptr<CallbackNode>> nodes_;
 };
 
 }  // namespace detail
@@ -389,10 +401,11 @@ class WEBEXEC_API Executor {
   /// `args` are moved in: a task given `std::move(g())` sees the request's g.
   template <typename MakeCtx, typename Fn, typename... Args>
   auto submit_in(ThreadPoolExecutor& pool, MakeCtx&& make_ctx, Fn&& fn, Args&&... args) {
+    detail::DefaultCallbackNodes callbacks = default_callbacks();
     return pool.submit_attached<detail::ExecutorAttachment>(
         std::forward<MakeCtx>(make_ctx),
-        [this](detail::StateBase& task) { attach_default_callbacks(task); }, std::forward<Fn>(fn),
-        std::forward<Args>(args)...);
+        [&callbacks](detail::StateBase& task) noexcept { callbacks.attach_to(task); },
+        std::forward<Fn>(fn), std::forward<Args>(args)...);
   }
 
   /// The process path: a registered job, its arguments as JSON, the
@@ -406,25 +419,26 @@ class WEBEXEC_API Executor {
     nlohmann::json arguments = job_arguments(args...);  // fails here, before anything runs
     detail::TaskContext ctx = detail::capture_context(settings_);
     if (!label.empty() || progress) ctx.set_job(label, progress);
-    auto* state = new detail::ProcessTaskState<R>(std::move(ctx));
-    state->preset_refs(2);  // the future's and the job's
-    Future<R> future = detail::FutureAccess::adopt<Future<R>>(state);
-    attach_default_callbacks(*state);
+    // Everything that can fail is made before the state: once it exists,
+    // the job below holds its reference and releases it if submit throws.
+    detail::DefaultCallbackNodes callbacks = default_callbacks();
     auto request = std::make_unique<detail::ProcessJob>();
     request->name = job;
-    request->state = state;
     request->complete = &detail::ProcessTaskState<R>::complete;
     request->attach_slot = &detail::ProcessTaskState<R>::attach_slot;
     request->detach_slot = &detail::ProcessTaskState<R>::detach_slot;
     request->timeout = timeout ? timeout : task_timeout_;
-    request->request = {
-        {"job", job},
-        {"args", std::move(arguments)},
-        {"ctx", detail::context_to_json(*state->task_context(),
-                                        app_json_for(*state->task_context()).get())},
-        {"label", label},
-        {"progress", progress != nullptr}};
+    request->request = {{"job", job},
+                        {"args", std::move(arguments)},
+                        {"ctx", detail::context_to_json(ctx, app_json_for(ctx).get())},
+                        {"label", label},
+                        {"progress", progress != nullptr}};
     request->progress = std::move(progress);
+    auto* state = new detail::ProcessTaskState<R>(std::move(ctx));
+    state->preset_refs(2);  // the future's and the job's
+    request->state = state;
+    Future<R> future = detail::FutureAccess::adopt<Future<R>>(state);
+    callbacks.attach_to(*state);
     process_->submit(std::move(request));
     return future;
   }
@@ -485,10 +499,13 @@ class WEBEXEC_API Executor {
     throw_no_thread_engine();
   }
   [[noreturn]] void throw_no_thread_engine() const;
-  void attach_default_callbacks(detail::StateBase& task) {
-    if (has_default_callbacks_.load(std::memory_order_acquire)) attach_default_callbacks_slow(task);
+  /// Nodes for the default done callbacks registered so far, to attach to
+  /// the next task. Throws: `std::bad_alloc`.
+  detail::DefaultCallbackNodes default_callbacks() {
+    if (!has_default_callbacks_.load(std::memory_order_acquire)) return {};
+    return default_callbacks_slow();
   }
-  void attach_default_callbacks_slow(detail::StateBase& task);
+  detail::DefaultCallbackNodes default_callbacks_slow();
 
   detail::ExecutorSettings settings_;
   FutureCollection futures_;

@@ -40,6 +40,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -174,8 +175,10 @@ class WEBEXEC_API FutureCollection {
     std::shared_ptr<detail::ProgressSlot> progress;
   };
 
-  /// Checks `key` and makes room first, then calls `make()` (which submits
-  /// the task) under the lock, so a refused key never runs its task.
+  /// Checks `key` and reserves room under the lock, then calls `make()`
+  /// (which submits the task) without it, so a refused key never runs its
+  /// task and no callback runs under the lock; then stores the future.
+  /// Storing cannot fail once `make()` returned.
   void add_checked(std::string key, const std::function<Stored()>& make);
 
   using List = std::list<std::shared_ptr<Entry>>;
@@ -188,6 +191,7 @@ class WEBEXEC_API FutureCollection {
   std::optional<Clock::duration> ttl_;                     // guarded by mutex_
   List order_;                                             // guarded by mutex_
   std::unordered_map<std::string, List::iterator> index_;  // guarded by mutex_
+  std::unordered_set<std::string> reserved_;  // keys being submitted; guarded by mutex_
 };
 
 }  // namespace webexec

@@ -10,6 +10,7 @@
 #include "webexec/future.hpp"                // IWYU pragma: export
 #include "webexec/future_collection.hpp"     // IWYU pragma: export
 #include "webexec/map_result.hpp"            // IWYU pragma: export
+#include "webexec/test_request_context.hpp"  // IWYU pragma: export
 #include "webexec/thread_pool_executor.hpp"  // IWYU pragma: export
 #include "webexec/timeout.hpp"               // IWYU pragma: export
 #include "webexec/version.hpp"               // IWYU pragma: export
