@@ -269,7 +269,10 @@ void PoolCore::wake_one() noexcept {
 void PoolCore::spawn_worker() {
   const std::lock_guard lock(threads_mutex_);
   const int index = started_.load(std::memory_order_relaxed);
-  if (index >= max_workers_) {
+  // After the drain (a worker helping with the queue may get here), a new
+  // thread could miss the join: shutdown takes threads_ under this mutex
+  // after setting the flag.
+  if (index >= max_workers_ || (gate_.load(std::memory_order_seq_cst) & kDrainedFlag) != 0) {
     wake_one();
     return;
   }
