@@ -82,7 +82,8 @@ constexpr std::size_t kMaxDepth = 512;
 class DepthLimitedSax {
  public:
   using json = nlohmann::json;
-  DepthLimitedSax() : dom_(value_, /*allow_exceptions=*/false) {}
+  explicit DepthLimitedSax(std::size_t body_size)
+      : dom_(value_, /*allow_exceptions=*/false), body_size_(body_size) {}
 
   bool null() { return dom_.null(); }
   bool boolean(bool v) { return dom_.boolean(v); }
@@ -93,13 +94,13 @@ class DepthLimitedSax {
   }
   bool string(json::string_t& v) { return dom_.string(v); }
   bool binary(json::binary_t& v) { return dom_.binary(v); }
-  bool start_object(std::size_t n) { return enter() && dom_.start_object(n); }
+  bool start_object(std::size_t n) { return enter(n) && dom_.start_object(n); }
   bool key(json::string_t& v) { return dom_.key(v); }
   bool end_object() {
     --depth_;
     return dom_.end_object();
   }
-  bool start_array(std::size_t n) { return enter() && dom_.start_array(n); }
+  bool start_array(std::size_t n) { return enter(n) && dom_.start_array(n); }
   bool end_array() {
     --depth_;
     return dom_.end_array();
@@ -115,7 +116,13 @@ class DepthLimitedSax {
   json take() { return std::move(value_); }
 
  private:
-  bool enter() {
+  /// `n` elements declared (-1: indefinite). Each takes at least one byte,
+  /// so more than the body holds is a lie (and nlohmann would throw).
+  bool enter(std::size_t n) {
+    if (n != static_cast<std::size_t>(-1) && n > body_size_) {
+      failed_ = true;
+      return false;
+    }
     if (++depth_ > kMaxDepth) {
       too_deep_ = true;
       failed_ = true;
@@ -126,6 +133,7 @@ class DepthLimitedSax {
 
   json value_;
   nlohmann::detail::json_sax_dom_parser<json> dom_;
+  std::size_t body_size_;
   std::size_t depth_ = 0;
   bool failed_ = false;
   bool too_deep_ = false;
@@ -140,9 +148,15 @@ std::string encode_body(const nlohmann::json& value) {
 }
 
 nlohmann::json decode_body(std::string_view body) {
-  DepthLimitedSax sax;
-  const bool ok = nlohmann::json::sax_parse(body.begin(), body.end(), &sax,
-                                            nlohmann::json::input_format_t::cbor, /*strict=*/true);
+  DepthLimitedSax sax(body.size());
+  bool ok = false;
+  try {
+    ok = nlohmann::json::sax_parse(body.begin(), body.end(), &sax,
+                                   nlohmann::json::input_format_t::cbor, /*strict=*/true);
+  } catch (const nlohmann::json::exception& e) {  // anything the guards above missed
+    throw std::invalid_argument(std::string("the frame's body is not acceptable CBOR: ") +
+                                e.what());
+  }
   if (!ok || sax.failed()) {
     throw std::invalid_argument(sax.too_deep() ? "the frame's body nests deeper than " +
                                                      std::to_string(kMaxDepth) + " levels"
