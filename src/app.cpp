@@ -61,6 +61,20 @@ void App::set_extension_erased(std::string name, std::shared_ptr<void> object,
   extensions_.insert_or_assign(std::move(name), Extension{std::move(object), type});
 }
 
+bool App::add_extension_erased(std::string name, std::shared_ptr<void> object,
+                               const std::type_info& type) {
+  const std::lock_guard lock(mutex_);
+  return extensions_.try_emplace(std::move(name), Extension{std::move(object), type}).second;
+}
+
+bool App::remove_extension(std::string_view name, const void* object) {
+  const std::lock_guard lock(mutex_);
+  const auto it = extensions_.find(name);
+  if (it == extensions_.end() || it->second.object.get() != object) return false;
+  extensions_.erase(it);
+  return true;
+}
+
 std::shared_ptr<void> App::extension_erased(std::string_view name,
                                             const std::type_info& type) const {
   const std::lock_guard lock(mutex_);

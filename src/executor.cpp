@@ -154,14 +154,8 @@ Executor::~Executor() {
   }
   if (settings_.app != nullptr) {
     settings_.app->forget_on_destroy(this);
-    try {
-      const std::string key = settings_.name + "executor";
-      if (auto registered = settings_.app->extension<Executor>(key);
-          registered && registered.get() == this) {
-        settings_.app->remove_extension(key);
-      }
-    } catch (...) {  // NOLINT(bugprone-empty-catch): another type under our key: leave it
-    }
+    // Only our own entry: never one that another object holds under the name.
+    settings_.app->remove_extension(settings_.name + "executor", static_cast<const void*>(this));
   }
 }
 
@@ -190,6 +184,17 @@ void Executor::init_app(App& app) {
     }
     return std::nullopt;
   };
+
+  // One executor per name and app: a second one used to replace the first's
+  // app.extensions entry (and remove it when destroyed).
+  const std::string extension_key = settings_.name + "executor";
+  const auto throw_duplicate = [&] {
+    throw InvalidStateError("app " + quote_value(app.name()) + " already has an executor named " +
+                            quote_value(settings_.name) + " (extension " +
+                            quote_value(extension_key) +
+                            "); give each Executor of one app its own name");
+  };
+  if (app.has_extension(extension_key)) throw_duplicate();
 
   // Validate everything before starting anything.
   bool process = false;
@@ -280,10 +285,16 @@ void Executor::init_app(App& app) {
   settings_.app = &app;
   settings_.default_block = detail::make_block(push_app ? &app : nullptr, kNoAppReason, nullptr,
                                                G(), &settings_, settings_.id);
-  app.on_destroy(this, [this] { detach_from_app(); });
   // Non-owning: the executor unregisters itself when destroyed.
-  app.set_extension(settings_.name + "executor",
-                    std::shared_ptr<Executor>(std::shared_ptr<void>(), this));
+  if (!app.add_extension(extension_key, std::shared_ptr<Executor>(std::shared_ptr<void>(), this))) {
+    // Another thread registered the name since the check above: undo.
+    pool_.reset();
+    process_.reset();
+    settings_.app = nullptr;
+    settings_.default_block = detail::ContextRef();
+    throw_duplicate();
+  }
+  app.on_destroy(this, [this] { detach_from_app(); });
 }
 
 void Executor::throw_not_registered() const {

@@ -88,8 +88,18 @@ class WEBEXEC_API App {
     return std::static_pointer_cast<T>(extension_erased(name, typeid(T)));
   }
 
+  /// Registers `extension` under `name` only if that name is free.
+  /// Returns: false (and changes nothing) if the name is taken.
+  template <typename T>
+  bool add_extension(std::string name, std::shared_ptr<T> extension) {
+    return add_extension_erased(std::move(name), std::move(extension), typeid(T));
+  }
+
   [[nodiscard]] bool has_extension(std::string_view name) const;
   bool remove_extension(std::string_view name);
+  /// Removes the extension under `name` only if it is `object` (an executor
+  /// removing its own entry, never a successor's). Returns: whether it did.
+  bool remove_extension(std::string_view name, const void* object);
   [[nodiscard]] std::vector<std::string> extension_names() const;
 
   /// Adds a hook that runs after every task and done callback that ran with
@@ -138,6 +148,8 @@ class WEBEXEC_API App {
   };
 
   void set_extension_erased(std::string name, std::shared_ptr<void> object,
+                            const std::type_info& type);
+  bool add_extension_erased(std::string name, std::shared_ptr<void> object,
                             const std::type_info& type);
   [[nodiscard]] std::shared_ptr<void> extension_erased(std::string_view name,
                                                        const std::type_info& type) const;

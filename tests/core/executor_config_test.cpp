@@ -5,6 +5,7 @@
 // pool or worker process starts.
 #include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -178,6 +179,40 @@ TEST(ExecutorConfigTest, DefaultLoggerWritesOneEscapedLineToStderr) {
   app.log(webexec::LogLevel::warning, "two\nlines");
   const std::string out = testing::internal::GetCapturedStderr();
   EXPECT_EQ(out, "webexec: app 'logger': warning: two\\nlines\n");
+}
+
+// ---------------------------------------------------------------- issue 9 item 17
+
+TEST(ExecutorConfigTest, ASecondExecutorWithTheSameNameIsAnError) {
+  // It used to replace the first in app.extensions, and its destruction then
+  // removed the entry although the first executor still lived.
+  webexec::App app("dups");
+  webexec::Executor first(app, "dup");
+  {
+    const std::string what =
+        message_of<webexec::InvalidStateError>([&] { webexec::Executor second(app, "dup"); });
+    EXPECT_TRUE(contains(what, "already has an executor named 'dup'")) << what;
+  }
+  EXPECT_EQ(app.extension<webexec::Executor>("dupexecutor").get(), &first);
+  webexec::Executor unnamed_one(app);
+  EXPECT_THROW(webexec::Executor unnamed_two(app), webexec::InvalidStateError);
+  EXPECT_EQ(app.extension<webexec::Executor>("executor").get(), &unnamed_one);
+  EXPECT_EQ(first.submit([] { return 7; }).result(), 7);
+}
+
+TEST(ExecutorConfigTest, DestroyingAnExecutorRemovesOnlyItsOwnEntry) {
+  webexec::App app("owner");
+  auto replacement = std::make_shared<int>(5);
+  {
+    const webexec::Executor executor(app, "owned");
+    app.set_extension("ownedexecutor", replacement);  // the app's owner replaced it
+  }
+  EXPECT_EQ(app.extension<int>("ownedexecutor"), replacement);
+  {
+    const webexec::Executor executor(app, "mine");
+    EXPECT_TRUE(app.has_extension("mineexecutor"));
+  }
+  EXPECT_FALSE(app.has_extension("mineexecutor"));
 }
 
 }  // namespace
