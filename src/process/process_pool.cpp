@@ -1,3 +1,6 @@
+// The host side of EXECUTOR_TYPE=process: submit() and shutdown() run on
+// any thread; everything else runs on the pool's dispatcher thread (see
+// detail/process_pool.hpp and docs/design.md, "Worker processes").
 #include "webexec/detail/process_pool.hpp"
 
 #include <fcntl.h>
@@ -13,11 +16,11 @@
 #include <cstdint>
 #include <deque>
 #include <limits>
-#include <mutex>
 #include <system_error>
 #include <thread>
 
 #include "webexec/detail/demangle.hpp"
+#include "webexec/detail/mutex.hpp"
 #include "webexec/errors.hpp"
 #include "webexec/executor.hpp"
 #include "webexec/process/fork_server.hpp"
@@ -32,8 +35,29 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 /// Jobs sent ahead to a worker, so it never waits for the dispatcher
-/// between two jobs (round-trip latency hidden; throughput up ~2x).
+/// between two jobs (round-trip latency hidden; throughput up ~2x). Entries
+/// of revoked jobs count until the worker acknowledges them.
 constexpr std::size_t kPipelineDepth = 4;
+
+/// A worker whose next job (or revoked entry) has waited this long without
+/// the worker saying "started" or "skipped", and without taking any bytes
+/// of a frame still being written to it, is unresponsive (stopped with
+/// SIGSTOP, or stuck outside a job): its jobs are taken back and it is
+/// killed and replaced. A job's time limit, if shorter, is the bound for it.
+/// A healthy idle worker answers within microseconds.
+constexpr Clock::duration kUnresponsiveAfter = std::chrono::seconds(2);
+/// ... but never less than this, however short the time limit.
+constexpr Clock::duration kUnresponsiveFloor = std::chrono::milliseconds(100);
+
+/// One job frame sent to a worker, until the worker acknowledges it.
+struct Sent {
+  /// The job; null once revoked (taken back to run elsewhere: the worker
+  /// will answer `skipped`).
+  std::unique_ptr<ProcessJob> job;
+  std::uint64_t id = 0;    ///< the frame's job id
+  std::uint16_t slot = 0;  ///< its start slot, reserved until acknowledged
+  bool revoking = false;   ///< slot moved to revoked; the job is not yet taken
+};
 
 struct Worker {
   pid_t pid = -1;
@@ -42,21 +66,28 @@ struct Worker {
   std::size_t next_slot = 0;
   wire::FrameReader reader;
   wire::OutBuffer out;  // frames not yet taken by the socket
-  // Jobs sent, oldest first; the front one runs once the worker says it
-  // started; the rest wait in the socket, still pending (cancellable), and
-  // are requeued if the worker dies.
-  std::deque<std::unique_ptr<ProcessJob>> jobs;
+  // Job frames sent, oldest first, each answered in order: the front one
+  // runs once the worker says it started; the rest wait in the socket,
+  // still pending (cancellable, revocable), and are requeued if the worker
+  // dies.
+  std::deque<Sent> jobs;
   // True once the worker said the front job started.
   bool front_started = false;
   // Deadline of the front job, counted from when the worker started it.
   Clock::time_point deadline = Clock::time_point::max();
-  int sent = 0;              // for max_tasks_per_child
+  // Since when the front entry waits for its answer: the later of the
+  // moment it became the front and the worker's last sign of life (a
+  // frame, or bytes taken from a backlog).
+  Clock::time_point waiting_since{};
+  int sent = 0;              // for max_tasks_per_child (revoked jobs do not count)
   bool unreachable = false;  // a send failed: it is being killed
 
   explicit Worker(std::size_t max_payload) : reader(max_payload) {}
 
   [[nodiscard]] bool busy() const noexcept { return !jobs.empty(); }
 };
+
+std::atomic<std::uint64_t> revoked_total{0};
 
 /// A job whose workers die before starting it this many times fails
 /// instead of being requeued forever.
@@ -117,19 +148,19 @@ class Orphans {
   ~Orphans() {
     std::vector<std::thread> threads;
     {
-      const std::lock_guard lock(mutex_);
+      const MutexLock lock(mutex_);
       threads.swap(threads_);
     }
     for (auto& thread : threads) thread.join();
   }
   void adopt(std::thread thread) {
-    const std::lock_guard lock(mutex_);
+    const MutexLock lock(mutex_);
     threads_.push_back(std::move(thread));
   }
 
  private:
-  std::mutex mutex_;
-  std::vector<std::thread> threads_;  // guarded by mutex_
+  Mutex mutex_;
+  std::vector<std::thread> threads_ WEBEXEC_GUARDED_BY(mutex_);
 };
 
 Orphans& orphans() {
@@ -172,7 +203,7 @@ class ProcessPool::Impl {
 
   void submit(std::unique_ptr<ProcessJob> job) {
     {
-      const std::lock_guard lock(mutex_);
+      const MutexLock lock(mutex_);
       if (shutdown_) throw ShutdownError("cannot schedule new futures after shutdown");
     }
     // Encode here, in the caller's thread: a failure fails this future
@@ -195,7 +226,7 @@ class ProcessPool::Impl {
       return;
     }
     {
-      const std::lock_guard lock(mutex_);
+      const MutexLock lock(mutex_);
       if (shutdown_) throw ShutdownError("cannot schedule new futures after shutdown");
       pending_.push_back(std::move(job));
     }
@@ -205,7 +236,7 @@ class ProcessPool::Impl {
   void shutdown(bool wait, bool cancel_futures) {
     std::uint64_t ticket = 0;
     {
-      const std::lock_guard lock(mutex_);
+      const MutexLock lock(mutex_);
       shutdown_ = true;
       cancel_pending_ = cancel_pending_ || cancel_futures;
       if (cancel_futures) ticket = ++cancel_requests_;
@@ -216,8 +247,8 @@ class ProcessPool::Impl {
     // owns the jobs queued in workers' sockets). From the dispatcher itself
     // (a done callback) that happens on its next turn instead.
     if (ticket != 0 && !on_dispatcher_thread()) {
-      std::unique_lock lock(mutex_);
-      cancelled_cv_.wait(lock, [&] { return cancels_done_ >= ticket || dispatcher_done_; });
+      UniqueLock lock(mutex_);
+      while (cancels_done_ < ticket && !dispatcher_done_) cancelled_cv_.wait(lock.native());
     }
     if (wait) {
       if (on_dispatcher_thread()) {
@@ -226,19 +257,19 @@ class ProcessPool::Impl {
             "for itself; use shutdown(wait=false)");
       }
       // One thread joins; the others wait here until it has.
-      const std::lock_guard join_lock(join_mutex_);
+      const MutexLock join_lock(join_mutex_);
       if (dispatcher_.joinable()) dispatcher_.join();
     }
   }
 
   [[nodiscard]] int max_workers() const noexcept { return options_.max_workers; }
   [[nodiscard]] bool is_shutdown() const {
-    const std::lock_guard lock(mutex_);
+    const MutexLock lock(mutex_);
     return shutdown_;
   }
 
   [[nodiscard]] std::vector<pid_t> worker_pids() const {
-    const std::lock_guard lock(mutex_);
+    const MutexLock lock(mutex_);
     return pids_;
   }
 
@@ -252,7 +283,7 @@ class ProcessPool::Impl {
   void publish_pids() {
     std::vector<pid_t> pids;
     for (const auto& w : workers_) pids.push_back(w->pid);
-    const std::lock_guard lock(mutex_);
+    const MutexLock lock(mutex_);
     pids_ = std::move(pids);
   }
 
@@ -284,7 +315,9 @@ class ProcessPool::Impl {
   int remove(Worker* w, bool kill) {
     if (kill) webexec::process::detail::kill_worker(w->pid);  // and what its jobs started
     ::close(w->fd);
-    for (auto& job : w->jobs) job->detach_slot(*job->state);  // before the slots go
+    for (auto& sent : w->jobs) {  // before the slots go
+      if (sent.job != nullptr) sent.job->detach_slot(*sent.job->state);
+    }
     webexec::process::detail::unmap_slots(w->slots);
     int status = -1;
     try {
@@ -302,8 +335,15 @@ class ProcessPool::Impl {
   void bury(Worker* w, bool kill, const std::string& what_happened,
             const std::exception_ptr& override_error = nullptr) {
     const bool started = w->front_started;
-    for (auto& job : w->jobs) job->detach_slot(*job->state);
-    std::deque<std::unique_ptr<ProcessJob>> jobs = std::move(w->jobs);
+    // Revoked entries hold no job (it is back in the queue already).
+    const bool front_is_job = !w->jobs.empty() && w->jobs.front().job != nullptr;
+    std::deque<std::unique_ptr<ProcessJob>> jobs;
+    for (auto& sent : w->jobs) {
+      if (sent.job == nullptr) continue;
+      sent.job->detach_slot(*sent.job->state);
+      jobs.push_back(std::move(sent.job));
+    }
+    w->jobs.clear();
     const pid_t pid = w->pid;
     const int status = remove(w, kill);
     if (jobs.empty()) return;
@@ -312,10 +352,10 @@ class ProcessPool::Impl {
     // outside) is not its victim: it goes back to the queue like the rest,
     // unless workers keep dying with it in front (it may be what kills
     // them before they can say it started).
-    if (started || override_error) {
+    if (front_is_job && (started || override_error)) {
       running = std::move(jobs.front());
       jobs.pop_front();
-    } else if (++jobs.front()->losses >= kMaxLosses) {
+    } else if (front_is_job && ++jobs.front()->losses >= kMaxLosses) {
       std::unique_ptr<ProcessJob> lost = std::move(jobs.front());
       jobs.pop_front();
       fail(*lost, std::make_exception_ptr(BrokenProcessPool(
@@ -325,10 +365,7 @@ class ProcessPool::Impl {
                       webexec::process::detail::describe_wait_status(status) +
                       "); it was not retried again")));
     }
-    if (!jobs.empty()) {
-      const std::lock_guard lock(mutex_);
-      for (auto it = jobs.rbegin(); it != jobs.rend(); ++it) pending_.push_front(std::move(*it));
-    }
+    requeue_front(jobs);
     if (!running) return;
     if (override_error) {
       fail(*running, override_error);
@@ -346,9 +383,11 @@ class ProcessPool::Impl {
     const std::size_t slot = w->next_slot++ % kSlotsPerWorker;
     if (!job->attach_slot(*job->state, &w->slots[slot])) return;  // cancelled
     job->id = next_id_++;
-    wire::append_frame(w->out.data(), wire::Kind::job, job->id, static_cast<std::uint16_t>(slot),
-                       job->body);
-    w->jobs.push_back(std::move(job));
+    const auto slot16 = static_cast<std::uint16_t>(slot);
+    wire::append_frame(w->out.data(), wire::Kind::job, job->id, slot16, job->body);
+    if (w->jobs.empty()) w->waiting_since = Clock::now();  // it waits for the answer from now
+    const std::uint64_t id = job->id;
+    w->jobs.push_back(Sent{std::move(job), id, slot16, false});
     ++w->sent;
     if (w->out.flush(w->fd) == wire::OutBuffer::Status::error) {
       // The worker is dying or dead. Do not bury it here: what it wrote
@@ -370,7 +409,109 @@ class ProcessPool::Impl {
     return options_.max_tasks_per_child <= 0 || w.sent < options_.max_tasks_per_child;
   }
 
+  /// Puts jobs that never started back at the head of the queue, in order.
+  void requeue_front(std::deque<std::unique_ptr<ProcessJob>>& jobs) {
+    if (jobs.empty()) return;
+    const MutexLock lock(mutex_);
+    for (auto it = jobs.rbegin(); it != jobs.rend(); ++it) pending_.push_front(std::move(*it));
+    jobs.clear();
+  }
+
+  /// Moves the start slots of the jobs `w` has not started, at positions
+  /// `from` and later, to `revoked`, last first (the worker takes them in
+  /// order, so it cannot get past this sweep). A slot the worker claimed or
+  /// cancel() took first is left as it is. The jobs stay in their entries
+  /// until take_revoked() or bury().
+  static void revoke_slots(Worker& w, std::size_t from) {
+    for (std::size_t i = w.jobs.size(); i > from; --i) {
+      Sent& sent = w.jobs[i - 1];
+      if (sent.job == nullptr || sent.revoking || (i == 1 && w.front_started)) continue;
+      std::uint32_t expected = kSlotPending;
+      sent.revoking = w.slots[sent.slot].compare_exchange_strong(expected, kSlotRevoked,
+                                                                 std::memory_order_acq_rel);
+    }
+  }
+
+  /// Takes the jobs whose slots revoke_slots() revoked out of `w`, oldest
+  /// first. Their entries stay, empty, until the worker answers `skipped`,
+  /// so the slot is not reused before and they count against the depth.
+  static std::deque<std::unique_ptr<ProcessJob>> take_revoked(Worker& w) {
+    std::deque<std::unique_ptr<ProcessJob>> out;
+    for (Sent& sent : w.jobs) {
+      if (!sent.revoking || sent.job == nullptr) continue;
+      sent.job->detach_slot(*sent.job->state);
+      out.push_back(std::move(sent.job));
+      --w.sent;  // it did not run here
+    }
+    revoked_total.fetch_add(out.size(), std::memory_order_relaxed);
+    return out;
+  }
+
+  /// No job may wait behind another in a worker while a worker is idle or
+  /// may be started: takes back every job queued behind another one and
+  /// puts them at the head of the queue, oldest first, for dispatch() to
+  /// send again (to the idle or new workers first). True if it took any.
+  bool rebalance() {
+    const bool may_spawn = static_cast<int>(workers_.size()) < options_.max_workers;
+    const bool idle = std::any_of(workers_.begin(), workers_.end(),
+                                  [this](const auto& w) { return !w->busy() && can_take(*w); });
+    if (!idle && !may_spawn) return false;
+    std::deque<std::unique_ptr<ProcessJob>> taken;
+    for (const auto& w : workers_) {
+      if (w->jobs.size() < 2 || w->unreachable) continue;
+      revoke_slots(*w, 1);
+      for (auto& job : take_revoked(*w)) taken.push_back(std::move(job));
+    }
+    if (taken.empty()) return false;
+    std::sort(taken.begin(), taken.end(),
+              [](const auto& a, const auto& b) { return a->id < b->id; });
+    requeue_front(taken);
+    return true;
+  }
+
+  /// The longest the front entry of `w` may wait for its answer.
+  [[nodiscard]] static Clock::duration answer_bound(const Worker& w) {
+    const ProcessJob* front = w.jobs.front().job.get();
+    if (front == nullptr || !front->timeout) return kUnresponsiveAfter;
+    return std::clamp(*front->timeout, kUnresponsiveFloor, kUnresponsiveAfter);
+  }
+
+  /// When `w` is unresponsive if its front entry is still unanswered.
+  [[nodiscard]] static Clock::time_point answer_deadline(const Worker& w) {
+    if (w.jobs.empty() || w.front_started) return Clock::time_point::max();
+    return deadline_after(w.waiting_since, answer_bound(w));
+  }
+
+  /// `w` left its front entry unanswered past answer_bound(): takes back
+  /// what it has not started (so it cannot start it while being killed),
+  /// then kills and replaces it, unless it claimed its front job meanwhile.
+  void handle_unresponsive(Worker* w) {
+    const Clock::duration bound = answer_bound(*w);
+    revoke_slots(*w, 0);
+    const Sent& front = w->jobs.front();
+    if (front.job != nullptr && !front.revoking &&
+        w->slots[front.slot].load(std::memory_order_acquire) == kSlotStarted) {
+      // It claimed the front job just now: alive after all, and its
+      // "started" is on the way. The jobs behind go elsewhere.
+      auto taken = take_revoked(*w);
+      requeue_front(taken);
+      w->waiting_since = Clock::now();
+      return;
+    }
+    // The jobs go back to the queue (the front one counts a loss).
+    bury(w, true,
+         "did not answer for " + seconds(bound) + " s (stopped or stuck), so it was killed");
+  }
+
+  /// A worker that ran its `max_tasks_per_child` jobs leaves once idle.
+  void retire_if_spent(Worker* w) {
+    if (options_.max_tasks_per_child > 0 && w->sent >= options_.max_tasks_per_child && !w->busy()) {
+      remove(w, false);  // recycled; a fresh worker starts on demand
+    }
+  }
+
   void dispatch() {
+    bool rebalanced = false;
     for (;;) {
       // Prefer an idle worker, then start one, then pipeline.
       Worker* target = nullptr;
@@ -390,11 +531,20 @@ class ProcessPool::Impl {
       }
       std::unique_ptr<ProcessJob> job;
       {
-        const std::lock_guard lock(mutex_);
-        if (pending_.empty()) return;
-        if (target == nullptr && !may_spawn) return;
-        job = std::move(pending_.front());
-        pending_.pop_front();
+        const MutexLock lock(mutex_);
+        if (!pending_.empty()) {
+          if (target == nullptr && !may_spawn) return;
+          job = std::move(pending_.front());
+          pending_.pop_front();
+        }
+      }
+      if (!job) {
+        // Queue empty: make sure nothing waits behind a running job while
+        // a worker is free (once per call: what it requeues goes to free
+        // workers first, so a second pass would find nothing to move).
+        if (rebalanced || !rebalance()) return;
+        rebalanced = true;
+        continue;
       }
       if (job->state->done()) continue;  // cancelled while queued
       if (target == nullptr) {
@@ -422,16 +572,22 @@ class ProcessPool::Impl {
                "), so it was killed");
       return;
     }
-    if (!w->busy() || message.id != w->jobs.front()->id) {
+    if (!w->busy() || message.id != w->jobs.front().id) {
       bury(w, true, "sent a message for no job it was running, so it was killed");
       return;
     }
+    w->waiting_since = Clock::now();  // a sign of life
+    Sent& front = w->jobs.front();
     switch (message.kind) {
       case wire::Kind::started: {
+        if (front.job == nullptr || w->front_started) {
+          bury(w, true, "started a job it had to skip or had started, so it was killed");
+          return;
+        }
         // The worker won the start slot: from now on the job runs.
         // Running first, then no slot: cancel() must never see a job with
         // neither (it would cancel a started job).
-        ProcessJob& job = *w->jobs.front();
+        ProcessJob& job = *front.job;
         static_cast<void>(job.state->set_running_or_notify_cancel());
         job.detach_slot(*job.state);
         w->front_started = true;
@@ -440,15 +596,30 @@ class ProcessPool::Impl {
         return;
       }
       case wire::Kind::skipped: {
-        // Cancelled while it waited in the worker's socket; the canceller
-        // completed its future.
-        std::unique_ptr<ProcessJob> job = std::move(w->jobs.front());
+        if (w->front_started) {
+          bury(w, true, "skipped a job it had started, so it was killed");
+          return;
+        }
+        // Revoked (the job is back in the queue: an empty entry), or
+        // cancelled while it waited in the worker's socket (the canceller
+        // completed its future). Either way the slot is free again.
+        std::unique_ptr<ProcessJob> job = std::move(front.job);
         w->jobs.pop_front();
-        job->detach_slot(*job->state);
+        if (job) {
+          job->detach_slot(*job->state);  // after this a cancelled job's state says so
+          if (!job->state->done()) {
+            // Skipped although nobody cancelled it: it never ran, so it
+            // runs elsewhere rather than being lost.
+            std::deque<std::unique_ptr<ProcessJob>> again;
+            again.push_back(std::move(job));
+            requeue_front(again);
+          }
+        }
+        retire_if_spent(w);
         return;
       }
       case wire::Kind::progress:
-        if (w->jobs.front()->progress) w->jobs.front()->progress->set(message.progress);
+        if (w->front_started && front.job->progress) front.job->progress->set(message.progress);
         return;
       case wire::Kind::result:
       case wire::Kind::error:
@@ -459,7 +630,7 @@ class ProcessPool::Impl {
       bury(w, true, "sent a result for a job it had not started, so it was killed");
       return;
     }
-    std::unique_ptr<ProcessJob> job = std::move(w->jobs.front());
+    std::unique_ptr<ProcessJob> job = std::move(front.job);
     w->jobs.pop_front();
     w->front_started = false;
     w->deadline = Clock::time_point::max();
@@ -471,9 +642,7 @@ class ProcessPool::Impl {
       report_job_error(*job, error);
       fail(*job, std::move(error));
     }
-    if (options_.max_tasks_per_child > 0 && w->sent >= options_.max_tasks_per_child && !w->busy()) {
-      remove(w, false);  // recycled; a fresh worker starts on demand
-    }
+    retire_if_spent(w);
   }
 
   [[nodiscard]] bool alive(pid_t pid) const {
@@ -490,7 +659,7 @@ class ProcessPool::Impl {
     }
     if (!w->reader.error().empty()) {
       if (w->reader.oversized() != 0 && w->front_started) {
-        const std::string name = w->jobs.front()->name;
+        const std::string name = w->jobs.front().job->name;
         // A well-behaved worker reports an oversized result itself (as a
         // PayloadTooLargeError from the job): this one broke the protocol.
         bury(w, true, "sent an oversized frame",
@@ -508,7 +677,12 @@ class ProcessPool::Impl {
   }
 
   void handle_writable(Worker* w) {
-    if (w->out.flush(w->fd) == wire::OutBuffer::Status::error) mark_unreachable(w);
+    const std::size_t backlog = w->out.size();
+    if (w->out.flush(w->fd) == wire::OutBuffer::Status::error) {
+      mark_unreachable(w);
+    } else if (w->out.size() < backlog) {
+      w->waiting_since = Clock::now();  // it reads: a frame in progress is no stall
+    }
   }
 
   void run() {
@@ -529,7 +703,7 @@ class ProcessPool::Impl {
       }
     }
     {
-      const std::lock_guard lock(mutex_);
+      const MutexLock lock(mutex_);
       dispatcher_done_ = true;
     }
     cancelled_cv_.notify_all();
@@ -543,7 +717,7 @@ class ProcessPool::Impl {
       bool cancel_queued = false;
       std::uint64_t cancel_ticket = 0;
       {
-        const std::lock_guard lock(mutex_);
+        const MutexLock lock(mutex_);
         if (cancel_pending_) cancelled.swap(pending_);
         cancel_queued = cancel_pending_;
         cancel_ticket = cancel_requests_;
@@ -557,7 +731,8 @@ class ProcessPool::Impl {
         for (const auto& w : workers_) {
           const std::size_t first = w->front_started ? 1 : 0;
           for (std::size_t i = w->jobs.size(); i > first; --i) {
-            static_cast<void>(w->jobs[i - 1]->state->cancel());
+            const auto& job = w->jobs[i - 1].job;
+            if (job != nullptr) static_cast<void>(job->state->cancel());  // null: revoked, requeued
           }
         }
       }
@@ -573,7 +748,7 @@ class ProcessPool::Impl {
       cancelled.clear();
       if (cancel_queued) {
         {
-          const std::lock_guard lock(mutex_);
+          const MutexLock lock(mutex_);
           cancels_done_ = cancel_ticket;
         }
         cancelled_cv_.notify_all();
@@ -585,10 +760,10 @@ class ProcessPool::Impl {
       Clock::time_point next_deadline = Clock::time_point::max();
       for (const auto& w : workers_) {
         busy = busy || w->busy();
-        next_deadline = std::min(next_deadline, w->deadline);
+        next_deadline = std::min({next_deadline, w->deadline, answer_deadline(*w)});
       }
       if (stopping && !busy) {
-        const std::lock_guard lock(mutex_);
+        const MutexLock lock(mutex_);
         if (pending_.empty()) return false;
       }
 
@@ -630,14 +805,22 @@ class ProcessPool::Impl {
       }
       const auto now = Clock::now();
       std::vector<pid_t> late;
+      std::vector<pid_t> unresponsive;
       for (const auto& w : workers_) {
-        if (w->busy() && w->deadline <= now) late.push_back(w->pid);
+        if (w->busy() && w->deadline <= now) {
+          late.push_back(w->pid);
+        } else if (answer_deadline(*w) <= now) {
+          unresponsive.push_back(w->pid);
+        }
+      }
+      for (const pid_t pid : unresponsive) {
+        if (Worker* w = find(pid)) handle_unresponsive(w);
       }
       for (const pid_t pid : late) {
         Worker* w = find(pid);
         if (w == nullptr) continue;
-        const auto limit = w->jobs.front()->timeout.value_or(Clock::duration::zero());
-        const std::string name = w->jobs.front()->name;
+        const auto limit = w->jobs.front().job->timeout.value_or(Clock::duration::zero());
+        const std::string name = w->jobs.front().job->name;
         bury(w, true, "timed out",
              std::make_exception_ptr(TimeoutError(
                  "job '" + name + "' exceeded its time limit of " + seconds(limit) +
@@ -656,22 +839,28 @@ class ProcessPool::Impl {
 
   const ProcessPoolOptions options_;
   int wake_fd_ = -1;
-  mutable std::mutex mutex_;
-  std::deque<std::unique_ptr<ProcessJob>> pending_;  // guarded by mutex_
-  bool shutdown_ = false;                            // guarded by mutex_
-  bool cancel_pending_ = false;                      // guarded by mutex_
-  std::uint64_t cancel_requests_ = 0;                // guarded by mutex_
-  std::uint64_t cancels_done_ = 0;                   // guarded by mutex_
-  bool dispatcher_done_ = false;                     // guarded by mutex_
+  mutable Mutex mutex_;
+  std::deque<std::unique_ptr<ProcessJob>> pending_ WEBEXEC_GUARDED_BY(mutex_);
+  bool shutdown_ WEBEXEC_GUARDED_BY(mutex_) = false;
+  bool cancel_pending_ WEBEXEC_GUARDED_BY(mutex_) = false;
+  std::uint64_t cancel_requests_ WEBEXEC_GUARDED_BY(mutex_) = 0;
+  std::uint64_t cancels_done_ WEBEXEC_GUARDED_BY(mutex_) = 0;
+  bool dispatcher_done_ WEBEXEC_GUARDED_BY(mutex_) = false;
   std::condition_variable cancelled_cv_;
-  std::vector<pid_t> pids_;                       // guarded by mutex_
+  std::vector<pid_t> pids_ WEBEXEC_GUARDED_BY(mutex_);
   std::vector<std::unique_ptr<Worker>> workers_;  // dispatcher thread only
   std::uint64_t next_id_ = 1;                     // dispatcher thread only
-  std::mutex join_mutex_;                         // held while joining the dispatcher
-  bool delete_when_done_ = false;                 // dispatcher thread only
+  // Held while joining the dispatcher, so concurrent shutdown(wait=true)
+  // calls wait for the one that joins (it guards the join, not a member).
+  Mutex join_mutex_;
+  bool delete_when_done_ = false;  // dispatcher thread only
   std::thread dispatcher_;
   std::thread::id dispatcher_id_;  // set once in the constructor
 };
+
+std::uint64_t process_jobs_revoked() noexcept {
+  return revoked_total.load(std::memory_order_relaxed);
+}
 
 ProcessPool::ProcessPool(ProcessPoolOptions options)
     : impl_(std::make_unique<Impl>(std::move(options))) {}

@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -16,6 +15,7 @@
 #include "webexec/context.hpp"
 #include "webexec/detail/context_json.hpp"
 #include "webexec/detail/demangle.hpp"
+#include "webexec/detail/mutex.hpp"
 #include "webexec/detail/process_pool.hpp"
 #include "webexec/errors.hpp"
 #include "webexec/job_registry.hpp"
@@ -42,7 +42,7 @@ class Channel {
   /// Sends a progress frame if it can without blocking, else keeps it as
   /// the latest.
   void progress(std::string frame) {
-    const std::lock_guard lock(mutex_);
+    const webexec::detail::MutexLock lock(mutex_);
     if (!flush_nonblocking()) {
       latest_progress_ = std::move(frame);
       return;
@@ -55,7 +55,7 @@ class Channel {
 
   /// Sends `frame` after whatever is pending. False if the host is gone.
   bool send(std::string_view frame) {
-    const std::lock_guard lock(mutex_);
+    const webexec::detail::MutexLock lock(mutex_);
     const bool ok = write_all(fd_, std::string_view(out_).substr(start_)) &&
                     write_all(fd_, latest_progress_) && write_all(fd_, frame);
     out_.clear();
@@ -66,7 +66,7 @@ class Channel {
 
  private:
   /// True once nothing is pending.
-  bool flush_nonblocking() {
+  bool flush_nonblocking() WEBEXEC_REQUIRES(mutex_) {
     while (start_ < out_.size()) {
       const ssize_t n =
           ::send(fd_, out_.data() + start_, out_.size() - start_, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -81,11 +81,11 @@ class Channel {
     return true;
   }
 
-  std::mutex mutex_;
+  webexec::detail::Mutex mutex_;
   int fd_;
-  std::string out_;              // a frame partly sent; guarded by mutex_
-  std::size_t start_ = 0;        // guarded by mutex_
-  std::string latest_progress_;  // guarded by mutex_
+  std::string out_ WEBEXEC_GUARDED_BY(mutex_);  // a frame partly sent
+  std::size_t start_ WEBEXEC_GUARDED_BY(mutex_) = 0;
+  std::string latest_progress_ WEBEXEC_GUARDED_BY(mutex_);
 };
 
 std::string frame(Kind kind, std::uint64_t id, std::string_view body = {}) {
@@ -175,7 +175,8 @@ void worker_main(int fd, webexec::detail::StartSlot* slots) {
     if (next->kind != Kind::job || next->slot >= webexec::detail::kSlotsPerWorker) ::_exit(3);
     const std::uint64_t id = next->id;
     // Claim the job's start slot: if the host cancelled it while it waited
-    // in this socket, skip it.
+    // in this socket, or revoked it (took it back to run it elsewhere),
+    // skip it. The host keeps the slot reserved until it reads `skipped`.
     std::uint32_t expected = webexec::detail::kSlotPending;
     if (!start_slots[next->slot].compare_exchange_strong(expected, webexec::detail::kSlotStarted,
                                                          std::memory_order_acq_rel)) {

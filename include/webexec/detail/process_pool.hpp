@@ -35,15 +35,25 @@ namespace webexec::detail {
 
 /// Start slots shared with a worker process (one page of memory both map):
 /// a job queued in a worker's socket has a slot that the worker moves from
-/// `pending` to `started` just before running it, and that cancel() moves
-/// to `cancelled`. Whoever moves it first wins, so a job queued ahead in a
-/// worker can still be cancelled, and never runs once cancel() said true.
+/// `pending` to `started` just before running it, that cancel() moves to
+/// `cancelled`, and that the dispatcher moves to `revoked` when it takes the
+/// job back to run it elsewhere. Whoever moves it first wins, so a job
+/// queued ahead in a worker can still be cancelled or moved, never runs once
+/// cancel() said true, and runs at most once. The worker skips a cancelled
+/// or revoked slot and says so (`skipped`); until then the slot stays
+/// reserved, so a slot is never reused while the worker may still read it.
 using StartSlot = std::atomic<std::uint32_t>;
 inline constexpr std::uint32_t kSlotFree = 0;
 inline constexpr std::uint32_t kSlotPending = 1;
 inline constexpr std::uint32_t kSlotStarted = 2;
 inline constexpr std::uint32_t kSlotCancelled = 3;
+inline constexpr std::uint32_t kSlotRevoked = 4;
 inline constexpr std::size_t kSlotsPerWorker = 64;
+
+/// How many jobs any process pool of this process has taken back from a
+/// worker's queue so far, to run them elsewhere (for tests and
+/// diagnostics). Thread-safe.
+WEBEXEC_API std::uint64_t process_jobs_revoked() noexcept;
 
 /// In a worker process: the id of the job it is running (0 outside a job;
 /// for tests that forge frames). Not thread-safe against the worker loop.
@@ -85,7 +95,8 @@ class ProcessTaskState final : public ResultState<R> {
     return true;
   }
 
-  /// The job left its worker's queue (started, skipped, or the worker died).
+  /// The job left its worker's queue (started, skipped, revoked, or the
+  /// worker died).
   static void detach_slot(StateBase& state) noexcept {
     auto& self = static_cast<ProcessTaskState&>(state);
     const std::lock_guard lock(self.slot_lock_);
@@ -97,9 +108,11 @@ class ProcessTaskState final : public ResultState<R> {
     {
       const std::lock_guard lock(slot_lock_);
       if (slot_ != nullptr) {
+        // Revoked: the dispatcher took it back (and is detaching the slot);
+        // it waits in the pool's queue again, where it is cancelled below.
         std::uint32_t expected = kSlotPending;
         if (!slot_->compare_exchange_strong(expected, kSlotCancelled, std::memory_order_acq_rel) &&
-            expected != kSlotCancelled) {
+            expected != kSlotCancelled && expected != kSlotRevoked) {
           return false;  // the worker has started it
         }
       }
@@ -134,7 +147,7 @@ struct ProcessJob {
   void (*detach_slot)(StateBase& state) noexcept = nullptr;
   std::shared_ptr<ProgressSlot> progress;  ///< host-side slot of a stored future
   std::optional<std::chrono::steady_clock::duration> timeout;
-  std::uint64_t id = 0;  ///< set by the pool when sent
+  std::uint64_t id = 0;  ///< set by the pool each time it is sent
 };
 
 struct ProcessPoolOptions {
