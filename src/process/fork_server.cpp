@@ -49,7 +49,8 @@ constexpr int kServerControlFd = 3;
 constexpr auto kHelloPatience = std::chrono::seconds(20);
 
 // Host -> fork server requests and their replies (SOCK_SEQPACKET: one
-// message each, the worker's socket travels as SCM_RIGHTS).
+// message each; a new worker's socket, slot memory and pidfd travel as
+// SCM_RIGHTS).
 struct Request {
   char op = 0;  // 'S' spawn, 'W' wait
   pid_t pid = 0;
@@ -124,22 +125,27 @@ void set_fork_server_signals() {
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
 }
 
-/// Sends `reply`, with `fds` (none, or a worker's socket and slot memory).
-void send_reply(int control, const Reply& reply, const std::array<int, 2>* fds) {
+/// The descriptors a spawn reply carries: the worker's socket, its slot
+/// memory and, if pidfd_open worked, its pidfd.
+constexpr std::size_t kMaxReplyFds = 3;
+
+/// Sends `reply`, with the first `count` of `fds` (none, or a worker's
+/// socket, slot memory and maybe pidfd).
+void send_reply(int control, const Reply& reply, const int* fds, std::size_t count) {
   iovec iov{const_cast<Reply*>(&reply),
             sizeof reply};  // NOLINT(cppcoreguidelines-pro-type-const-cast)
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  alignas(cmsghdr) std::array<char, CMSG_SPACE(2 * sizeof(int))> control_data{};
-  if (fds != nullptr) {
+  alignas(cmsghdr) std::array<char, CMSG_SPACE(kMaxReplyFds * sizeof(int))> control_data{};
+  if (count > 0 && count <= kMaxReplyFds) {
     msg.msg_control = control_data.data();
-    msg.msg_controllen = control_data.size();
+    msg.msg_controllen = CMSG_SPACE(count * sizeof(int));
     cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
     cmsg->cmsg_level = SOL_SOCKET;
     cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(2 * sizeof(int));
-    std::memcpy(CMSG_DATA(cmsg), fds->data(), 2 * sizeof(int));
+    cmsg->cmsg_len = CMSG_LEN(count * sizeof(int));
+    std::memcpy(CMSG_DATA(cmsg), fds, count * sizeof(int));
   }
   while (::sendmsg(control, &msg, MSG_NOSIGNAL) < 0 && errno == EINTR) {
   }
@@ -181,7 +187,7 @@ int kill_group_and_reap(pid_t pid, bool kill_worker_too) {
     if (request.op == 'S') {
       int pair[2];
       if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
-        send_reply(control, Reply{-errno, 0}, nullptr);
+        send_reply(control, Reply{-errno, 0}, nullptr, 0);
         continue;
       }
       // The page of start slots the host and this worker share.
@@ -195,7 +201,7 @@ int kill_group_and_reap(pid_t pid, bool kill_worker_too) {
         if (slots_fd >= 0) ::close(slots_fd);
         ::close(pair[0]);
         ::close(pair[1]);
-        send_reply(control, Reply{-error, 0}, nullptr);
+        send_reply(control, Reply{-error, 0}, nullptr, 0);
         continue;
       }
       std::fflush(nullptr);  // nothing buffered here may be written twice
@@ -215,11 +221,17 @@ int kill_group_and_reap(pid_t pid, bool kill_worker_too) {
       ::munmap(slots, kSlotBytes);
       ::close(pair[1]);
       if (pid < 0) {
-        send_reply(control, Reply{-errno, 0}, nullptr);
+        send_reply(control, Reply{-errno, 0}, nullptr, 0);
       } else {
         workers.insert(pid);
-        const std::array<int, 2> fds{pair[0], slots_fd};
-        send_reply(control, Reply{pid, 0}, &fds);
+        // The host learns that the worker exited from this pidfd, not from
+        // EOF on its socket (a process its job forks inherits the socket).
+        // Opened here, by the parent, before anything can reap the worker:
+        // the pid cannot have been reused. None on kernels before 5.3.
+        const int pidfd = open_pidfd(pid);
+        const std::array<int, kMaxReplyFds> fds{pair[0], slots_fd, pidfd};
+        send_reply(control, Reply{pid, 0}, fds.data(), pidfd >= 0 ? 3 : 2);
+        if (pidfd >= 0) ::close(pidfd);
       }
       ::close(pair[0]);
       ::close(slots_fd);
@@ -229,7 +241,7 @@ int kill_group_and_reap(pid_t pid, bool kill_worker_too) {
         status = kill_group_and_reap(request.pid, false);
         workers.erase(request.pid);
       }
-      send_reply(control, Reply{request.pid, status}, nullptr);
+      send_reply(control, Reply{request.pid, status}, nullptr, 0);
     }
   }
 }
@@ -496,7 +508,7 @@ void forget_dead_server_locked(ForkServer& s) {
 /// One request and its reply; nullopt if the fork server is dead (the
 /// channel broke). Throws nothing.
 std::optional<Reply> try_exchange_locked(ForkServer& s, const Request& request,
-                                         std::array<int, 2>* fds_out) {
+                                         std::array<int, kMaxReplyFds>* fds_out) {
   if (s.control < 0) return std::nullopt;
   while (::send(s.control, &request, sizeof request, MSG_NOSIGNAL) < 0) {
     if (errno != EINTR) return std::nullopt;
@@ -506,17 +518,19 @@ std::optional<Reply> try_exchange_locked(ForkServer& s, const Request& request,
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  alignas(cmsghdr) std::array<char, CMSG_SPACE(2 * sizeof(int))> control_data{};
+  alignas(cmsghdr) std::array<char, CMSG_SPACE(kMaxReplyFds * sizeof(int))> control_data{};
   msg.msg_control = control_data.data();
   msg.msg_controllen = control_data.size();
   ssize_t n = 0;
   while ((n = ::recvmsg(s.control, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
   }
-  std::array<int, 2> fds{-1, -1};
+  std::array<int, kMaxReplyFds> fds{-1, -1, -1};
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); n > 0 && c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-        c->cmsg_len == CMSG_LEN(2 * sizeof(int))) {
-      std::memcpy(fds.data(), CMSG_DATA(c), 2 * sizeof(int));
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    // 2 descriptors, or 3 with the pidfd.
+    const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    if (count >= 2 && count <= kMaxReplyFds && c->cmsg_len == CMSG_LEN(count * sizeof(int))) {
+      std::memcpy(fds.data(), CMSG_DATA(c), count * sizeof(int));
     }
   }
   if (n != static_cast<ssize_t>(sizeof reply)) {
@@ -591,7 +605,7 @@ SpawnedWorker spawn_worker() {
   ForkServer& s = server();
   const std::lock_guard lock(s.mutex);
   if (s.mode == Mode::none) throw InvalidStateError("the fork server is not running");
-  std::array<int, 2> fds{-1, -1};
+  std::array<int, kMaxReplyFds> fds{-1, -1, -1};
   std::optional<Reply> reply;
   // A dead fork server is replaced once per call: the first attempt may
   // find out that it died, the second runs on its successor.
@@ -614,11 +628,12 @@ SpawnedWorker spawn_worker() {
   if (slots == MAP_FAILED) {
     const int error = errno;
     ::close(fds[0]);
+    if (fds[2] >= 0) ::close(fds[2]);
     kill_worker(reply->pid);
     if (try_exchange_locked(s, Request{'W', reply->pid}, nullptr)) s.workers.erase(reply->pid);
     throw std::system_error(error, std::generic_category(), "mapping a worker's start slots");
   }
-  return SpawnedWorker{reply->pid, fds[0], static_cast<webexec::detail::StartSlot*>(slots)};
+  return SpawnedWorker{reply->pid, fds[0], static_cast<webexec::detail::StartSlot*>(slots), fds[2]};
 }
 
 int reap_worker(pid_t pid) {

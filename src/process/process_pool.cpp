@@ -62,6 +62,7 @@ struct Sent {
 struct Worker {
   pid_t pid = -1;
   int fd = -1;
+  int pidfd = -1;              // readable once the process exited; -1 if none
   StartSlot* slots = nullptr;  // shared with the worker process
   std::size_t next_slot = 0;
   wire::FrameReader reader;
@@ -292,6 +293,7 @@ class ProcessPool::Impl {
     auto worker = std::make_unique<Worker>(options_.max_payload);
     worker->pid = spawned.pid;
     worker->fd = spawned.fd;
+    worker->pidfd = spawned.pidfd;
     worker->slots = spawned.slots;
     // The dispatcher never blocks on a socket.
     const int flags = ::fcntl(worker->fd, F_GETFL);
@@ -299,6 +301,7 @@ class ProcessPool::Impl {
       const int error = errno;
       webexec::process::detail::kill_worker(worker->pid);
       ::close(worker->fd);
+      if (worker->pidfd >= 0) ::close(worker->pidfd);
       webexec::process::detail::unmap_slots(worker->slots);
       try {
         static_cast<void>(webexec::process::detail::reap_worker(worker->pid));
@@ -315,6 +318,7 @@ class ProcessPool::Impl {
   int remove(Worker* w, bool kill) {
     if (kill) webexec::process::detail::kill_worker(w->pid);  // and what its jobs started
     ::close(w->fd);
+    if (w->pidfd >= 0) ::close(w->pidfd);
     for (auto& sent : w->jobs) {  // before the slots go
       if (sent.job != nullptr) sent.job->detach_slot(*sent.job->state);
     }
@@ -676,6 +680,15 @@ class ProcessPool::Impl {
     if (status == wire::FrameReader::Status::eof) bury(w, false, "died");
   }
 
+  /// The worker process exited (its pidfd says so), but its socket need
+  /// not reach EOF: a process its job forked may hold it open. Read what
+  /// the worker wrote before it died (a result, "started"), then bury it.
+  void handle_exited(Worker* w) {
+    const pid_t pid = w->pid;
+    handle_readable(w);  // may bury it already (EOF, a bad frame)
+    if (Worker* still = find(pid)) bury(still, false, "died");
+  }
+
   void handle_writable(Worker* w) {
     const std::size_t backlog = w->out.size();
     if (w->out.flush(w->fd) == wire::OutBuffer::Status::error) {
@@ -768,11 +781,18 @@ class ProcessPool::Impl {
       }
 
       // Always POLLIN: a worker blocked writing to us must get unblocked.
+      // Each worker's socket is followed by its pidfd, if it has one.
       std::vector<pollfd> fds;
+      std::vector<std::pair<pid_t, bool>> owners;  // fds[i + 1]: whose, and is it a pidfd
       fds.push_back({wake_fd_, POLLIN, 0});
       for (const auto& w : workers_) {
         const short events = w->out.empty() ? POLLIN : static_cast<short>(POLLIN | POLLOUT);
         fds.push_back({w->fd, events, 0});
+        owners.emplace_back(w->pid, false);
+        if (w->pidfd >= 0) {
+          fds.push_back({w->pidfd, POLLIN, 0});
+          owners.emplace_back(w->pid, true);
+        }
       }
       const int ready = ::poll(fds.data(), fds.size(), poll_timeout(next_deadline, Clock::now()));
       if (ready < 0 && errno != EINTR) {
@@ -785,16 +805,32 @@ class ProcessPool::Impl {
         }
       }
       // Handle events by pid: handlers may remove workers from the list.
-      std::vector<std::pair<pid_t, short>> ready_workers;
+      struct Ready {
+        pid_t pid;
+        short revents;  // the socket's
+        bool exited;    // its pidfd is readable
+      };
+      std::vector<Ready> ready_workers;
       for (std::size_t i = 1; i < fds.size(); ++i) {
-        if (fds[i].revents != 0) ready_workers.emplace_back(workers_[i - 1]->pid, fds[i].revents);
+        if (fds[i].revents == 0) continue;
+        const auto [pid, is_pidfd] = owners[i - 1];
+        if (ready_workers.empty() || ready_workers.back().pid != pid) {
+          ready_workers.push_back({pid, 0, false});
+        }
+        if (is_pidfd) {
+          ready_workers.back().exited = true;
+        } else {
+          ready_workers.back().revents = fds[i].revents;
+        }
       }
-      for (const auto& [pid, revents] : ready_workers) {
+      for (const auto& [pid, revents, exited] : ready_workers) {
         try {
           Worker* w = find(pid);
           if (w != nullptr && (revents & POLLOUT) != 0) handle_writable(w);
           w = find(pid);
           if (w != nullptr && (revents & ~POLLOUT) != 0) handle_readable(w);
+          w = find(pid);
+          if (w != nullptr && exited) handle_exited(w);
         } catch (...) {
           if (Worker* still = find(pid)) {
             bury(still, true,

@@ -71,12 +71,18 @@ WEBEXEC_API int thread_count() noexcept;
 
 namespace detail {
 
-/// A worker process: its pid, the host's end of its socket, and the start
-/// slots it shares with the host (unmap with unmap_slots).
+/// A worker process: its pid, the host's end of its socket, the start
+/// slots it shares with the host (unmap with unmap_slots), and a pidfd
+/// that becomes readable (POLLIN) once the worker has exited, even while
+/// a process its job forked keeps the socket open. The fork server opens
+/// the pidfd before the worker can be reaped, so it always refers to this
+/// worker; it is -1 if the kernel has no pidfd_open (Linux < 5.3). The
+/// caller owns `fd` and `pidfd` (both close-on-exec).
 struct SpawnedWorker {
   pid_t pid = -1;
   int fd = -1;
   webexec::detail::StartSlot* slots = nullptr;
+  int pidfd = -1;
 };
 
 /// Starts the fork server for `init_app` (no `start_fork_server()` in
