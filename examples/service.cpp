@@ -2,6 +2,7 @@
 //
 //   bash scripts/run-example.sh               # http://127.0.0.1:8080
 //   bash scripts/run-example.sh --port 9000   # or WEBEXEC_PORT=9000
+//   bash scripts/run-example.sh --threads 256 --no-access-log   # behind nginx (README)
 //
 //   curl http://127.0.0.1:8080/start-task    -> {"result":"success"}
 //   curl http://127.0.0.1:8080/get-result    -> {"status":"RUNNING"} ... then
@@ -11,6 +12,7 @@
 //   curl -X DELETE http://127.0.0.1:8080/jobs/<key>   -> cancels a pending job
 #include <chrono>
 #include <csignal>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -57,11 +59,13 @@ nlohmann::json json_body(const httplib::Request& req) { return nlohmann::json{{"
 
 struct Args {
   int port = 8080;
+  std::size_t threads = webexec::http::ServerOptions{}.threads;
   bool access_log = true;
 };
 
 Args parse_args(int argc, char** argv) {
   std::string port = std::getenv("WEBEXEC_PORT") != nullptr ? std::getenv("WEBEXEC_PORT") : "8080";
+  std::string threads;
   Args args;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -69,11 +73,18 @@ Args parse_args(int argc, char** argv) {
       port = argv[++i];
     } else if (arg.rfind("--port=", 0) == 0) {
       port = arg.substr(7);
+    } else if (arg == "--threads" && i + 1 < argc) {
+      threads = argv[++i];
+    } else if (arg.rfind("--threads=", 0) == 0) {
+      threads = arg.substr(10);
     } else if (arg == "--no-access-log") {
       args.access_log = false;
     } else if (arg == "--help" || arg == "-h") {
-      std::printf("usage: %s [--port N] [--no-access-log]   (or WEBEXEC_PORT=N; default 8080)\n",
-                  argv[0]);
+      std::printf(
+          "usage: %s [--port N] [--threads N] [--no-access-log]\n"
+          "  --port N     (or WEBEXEC_PORT=N) default 8080\n"
+          "  --threads N  server threads, default 8; 256 behind deploy/nginx.conf as shipped\n",
+          argv[0]);
       std::exit(0);
     } else {
       throw std::invalid_argument("unknown argument '" + webexec::http::escape_log(arg) +
@@ -81,6 +92,9 @@ Args parse_args(int argc, char** argv) {
     }
   }
   args.port = static_cast<int>(webexec::parse_int("--port", port, 0, 65535));
+  if (!threads.empty()) {
+    args.threads = static_cast<std::size_t>(webexec::parse_int("--threads", threads, 1, 1024));
+  }
   return args;
 }
 
@@ -111,9 +125,10 @@ int main(int argc, char** argv) try {
 
   httplib::Server server;
   // Threads, timeouts, keep-alive and the body limit: the adapter's safe defaults
-  // (TCP_NODELAY on, 8 threads, 5 s read/write, 2 s keep-alive, 64 KiB bodies).
-  // Behind nginx (deploy/nginx.conf) slow clients never reach these threads.
-  webexec::http::configure(server, {});
+  // (TCP_NODELAY on, 8 threads unless --threads, 5 s read/write, 2 s keep-alive,
+  // 64 KiB bodies). Behind nginx (deploy/nginx.conf) slow clients never reach these
+  // threads.
+  webexec::http::configure(server, {.threads = args.threads});
   webexec::http::HttplibOptions http_options;
   if (args.access_log) http_options.access_log = log_line;
   webexec::http::install(server, app, nullptr, nullptr, http_options);
