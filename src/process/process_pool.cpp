@@ -555,10 +555,19 @@ class ProcessPool::Impl {
         try {
           target = spawn();
         } catch (...) {
-          fail(*job, std::make_exception_ptr(BrokenProcessPool(
-                         "could not start a worker process for job '" + job->name +
-                         "': " + webexec::detail::what(std::current_exception()))));
-          continue;
+          // A live worker with room takes it rather than failing it (it may
+          // have been taken back from one to go to the new worker).
+          for (const auto& w : workers_) {
+            if (can_take(*w) && (target == nullptr || w->jobs.size() < target->jobs.size())) {
+              target = w.get();
+            }
+          }
+          if (target == nullptr) {
+            fail(*job, std::make_exception_ptr(BrokenProcessPool(
+                           "could not start a worker process for job '" + job->name +
+                           "': " + webexec::detail::what(std::current_exception()))));
+            continue;
+          }
         }
       }
       send(target, std::move(job));

@@ -161,6 +161,39 @@ TEST(ProcessSchedulingTest, ABusyWorkerIsNotGivenMoreWorkWhileAnotherIsIdle) {
   executor.shutdown(/*wait=*/true);
 }
 
+TEST(ProcessSchedulingTest, AJobQueuedBehindARunningJobMovesToANewWorker) {
+  // Two workers, two tasks per child: each gets a long job and one queued
+  // behind it. When the second worker has done its two and retires, a new
+  // worker may be started: the job queued behind the first worker's long
+  // job moves to it instead of waiting.
+  webexec_test::TempDir dir;
+  webexec::App app("may-spawn");
+  use_processes(app, 2);
+  app.config().set("EXECUTOR_MAX_TASKS_PER_CHILD", 2);
+  webexec::Executor executor(app);
+  auto long_job = executor.submit(hold, dir.file("long.pid"), dir.file("go-long"), 5000);
+  ASSERT_TRUE(webexec_test::wait_for_file(dir.file("long.pid")));
+  const pid_t long_pid = webexec_test::announced_pid(dir.file("long.pid"));
+  auto other = executor.submit(hold, dir.file("other.pid"), dir.file("go-other"), 20000);
+  ASSERT_TRUE(webexec_test::wait_for_file(dir.file("other.pid")));
+  const pid_t other_pid = webexec_test::announced_pid(dir.file("other.pid"));
+  auto first = executor.submit(where);   // behind the long job (the first worker's second)
+  auto second = executor.submit(where);  // behind the other (that worker's second)
+  const auto start = Clock::now();
+  webexec_test::write_file_atomically(dir.file("go-other"), "go");
+  EXPECT_EQ(other.result(kResultPatience), other_pid);
+  EXPECT_EQ(second.result(kResultPatience), other_pid);
+  const int pid = first.result(kResultPatience);
+  EXPECT_LT(Clock::now() - start, 1s) << "the job waited behind the long one";
+  EXPECT_NE(pid, long_pid);
+  EXPECT_NE(pid, other_pid);  // that one retired after its two jobs
+  EXPECT_FALSE(long_job.done());
+  webexec_test::write_file_atomically(dir.file("go-long"), "go");
+  EXPECT_EQ(long_job.result(kResultPatience), long_pid);
+  executor.shutdown(/*wait=*/true);
+  EXPECT_EQ(webexec_test::fork_server_leftovers(), "");
+}
+
 // ------------------------------------------------------------------ stopped workers
 
 TEST(ProcessSchedulingTest, AJobHandedToAStoppedWorkerRunsElsewhere) {
