@@ -398,49 +398,49 @@ std::chrono::nanoseconds parse_duration(std::string_view key, const ConfigValue&
 }
 
 Config::Config(const Config& other) {
-  const std::lock_guard lock(other.mutex_);
+  const detail::MutexLock lock(other.mutex_);
   values_ = other.values_;
 }
 
 Config& Config::operator=(const Config& other) {
   if (this == &other) return *this;
   auto copy = [&] {
-    const std::lock_guard lock(other.mutex_);
+    const detail::MutexLock lock(other.mutex_);
     return other.values_;
   }();
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   values_ = std::move(copy);
   version_.fetch_add(1, std::memory_order_release);
   return *this;
 }
 
 void Config::set_value(std::string key, ConfigValue value) {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   values_.insert_or_assign(std::move(key), std::move(value));
   version_.fetch_add(1, std::memory_order_release);
 }
 
 ConfigValue Config::setdefault_value(std::string key, ConfigValue value) {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   const auto [it, inserted] = values_.try_emplace(std::move(key), std::move(value));
   if (inserted) version_.fetch_add(1, std::memory_order_release);
   return it->second;
 }
 
 std::optional<ConfigValue> Config::get(std::string_view key) const {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   const auto it = values_.find(key);
   if (it == values_.end()) return std::nullopt;
   return it->second;
 }
 
 bool Config::contains(std::string_view key) const {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   return values_.find(key) != values_.end();
 }
 
 bool Config::erase(std::string_view key) {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   const auto it = values_.find(key);
   if (it == values_.end()) return false;
   values_.erase(it);
@@ -449,7 +449,7 @@ bool Config::erase(std::string_view key) {
 }
 
 std::vector<std::string> Config::keys() const {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   std::vector<std::string> out;
   out.reserve(values_.size());
   for (const auto& [key, value] : values_) out.push_back(key);
