@@ -205,6 +205,17 @@ class PoolCore {
   QueueNode* spin_for_work() noexcept;
   [[nodiscard]] bool should_exit() noexcept;
   void wake_one() noexcept;
+  /// Python's rule: reuse an idle worker before starting a new thread. Used
+  /// by submit and by a worker that stopped counting as idle; inline, as the
+  /// block it replaces was (submit's hot path). Throws what spawn_worker() does.
+  void start_or_wake_worker() {
+    if (started_.load(std::memory_order_relaxed) < max_workers_ &&
+        idle_.load(std::memory_order_seq_cst) == 0) {
+      spawn_worker();
+    } else {
+      wake_one();
+    }
+  }
   void spawn_worker();
   void wait_for_submitters() const noexcept;
   void stop_accepting(bool cancel_queued) noexcept;
@@ -243,13 +254,7 @@ void PoolCore::enqueue(StateBase* task) {
   }
   queue_.push(task);
   try {
-    // Python's rule: reuse an idle worker before starting a new thread.
-    if (started_.load(std::memory_order_relaxed) < max_workers_ &&
-        idle_.load(std::memory_order_seq_cst) == 0) {
-      spawn_worker();
-    } else {
-      wake_one();
-    }
+    start_or_wake_worker();
   } catch (...) {
     // No thread could be started. If none exists, nobody would ever run the
     // task: withdraw it and report the failure. Cancelled after leaving the
@@ -423,12 +428,7 @@ void PoolCore::help_with_queue() noexcept {
   // another thread (or a parked one) instead.
   if (!queue_.maybe_nonempty()) return;
   try {
-    if (started_.load(std::memory_order_relaxed) < max_workers_ &&
-        idle_.load(std::memory_order_seq_cst) == 0) {
-      spawn_worker();
-    } else {
-      wake_one();
-    }
+    start_or_wake_worker();
   } catch (...) {  // NOLINT(bugprone-empty-catch): this worker runs the queue after its callbacks
   }
 }
