@@ -34,7 +34,7 @@ App::App(std::string name) : name_(std::move(name)) {}
 App::~App() {
   std::vector<std::pair<const void*, std::function<void()>>> callbacks;
   {
-    const std::lock_guard lock(mutex_);
+    const detail::MutexLock lock(mutex_);
     callbacks.swap(on_destroy_);
   }
   for (auto& [owner, fn] : callbacks) {
@@ -46,29 +46,29 @@ App::~App() {
 }
 
 void App::on_destroy(const void* owner, std::function<void()> fn) {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   on_destroy_.emplace_back(owner, std::move(fn));
 }
 
 void App::forget_on_destroy(const void* owner) {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   std::erase_if(on_destroy_, [owner](const auto& entry) { return entry.first == owner; });
 }
 
 void App::set_extension_erased(std::string name, std::shared_ptr<void> object,
                                const std::type_info& type) {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   extensions_.insert_or_assign(std::move(name), Extension{std::move(object), type});
 }
 
 bool App::add_extension_erased(std::string name, std::shared_ptr<void> object,
                                const std::type_info& type) {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   return extensions_.try_emplace(std::move(name), Extension{std::move(object), type}).second;
 }
 
 bool App::remove_extension(std::string_view name, const void* object) {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   const auto it = extensions_.find(name);
   if (it == extensions_.end() || it->second.object.get() != object) return false;
   extensions_.erase(it);
@@ -77,7 +77,7 @@ bool App::remove_extension(std::string_view name, const void* object) {
 
 std::shared_ptr<void> App::extension_erased(std::string_view name,
                                             const std::type_info& type) const {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   const auto it = extensions_.find(name);
   if (it == extensions_.end()) return nullptr;
   if (it->second.type != type) {
@@ -89,12 +89,12 @@ std::shared_ptr<void> App::extension_erased(std::string_view name,
 }
 
 bool App::has_extension(std::string_view name) const {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   return extensions_.find(name) != extensions_.end();
 }
 
 bool App::remove_extension(std::string_view name) {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   const auto it = extensions_.find(name);
   if (it == extensions_.end()) return false;
   extensions_.erase(it);
@@ -102,14 +102,14 @@ bool App::remove_extension(std::string_view name) {
 }
 
 std::vector<std::string> App::extension_names() const {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   std::vector<std::string> out;
   for (const auto& [name, ext] : extensions_) out.push_back(name);
   return out;
 }
 
 void App::teardown_appcontext(TeardownHook hook) {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   auto hooks = teardown_ ? std::make_shared<std::vector<TeardownHook>>(*teardown_)
                          : std::make_shared<std::vector<TeardownHook>>();
   hooks->push_back(std::move(hook));
@@ -121,7 +121,7 @@ void App::do_teardown_appcontext(std::exception_ptr error) const noexcept {
   if (!has_teardown_.load(std::memory_order_acquire)) return;
   std::shared_ptr<const std::vector<TeardownHook>> hooks;
   {
-    const std::lock_guard lock(mutex_);
+    const detail::MutexLock lock(mutex_);
     hooks = teardown_;
   }
   for (const auto& hook : *hooks) {
@@ -139,7 +139,7 @@ void App::do_teardown_appcontext(std::exception_ptr error) const noexcept {
 
 void App::set_error_handler(ErrorHandler handler) {
   auto shared = handler ? std::make_shared<const ErrorHandler>(std::move(handler)) : nullptr;
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   error_handler_ = std::move(shared);
 }
 
@@ -147,7 +147,7 @@ void App::report_error(const ErrorReport& report) const noexcept {
   try {
     std::shared_ptr<const ErrorHandler> handler;
     {
-      const std::lock_guard lock(mutex_);
+      const detail::MutexLock lock(mutex_);
       handler = error_handler_;
     }
     if (handler) {
@@ -161,7 +161,7 @@ void App::report_error(const ErrorReport& report) const noexcept {
 
 void App::set_logger(Logger logger) {
   auto shared = logger ? std::make_shared<const Logger>(std::move(logger)) : nullptr;
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   logger_ = std::move(shared);
 }
 
@@ -169,7 +169,7 @@ void App::log(LogLevel level, std::string_view message) const noexcept {
   try {
     std::shared_ptr<const Logger> logger;
     {
-      const std::lock_guard lock(mutex_);
+      const detail::MutexLock lock(mutex_);
       logger = logger_;
     }
     if (logger) {

@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "webexec/detail/escape.hpp"
+
 namespace webexec {
 namespace {
 
@@ -76,20 +78,24 @@ void append_hex(std::string& out, const char* prefix, unsigned value, int digits
   for (int i = digits - 1; i >= 0; --i) out += kHex[(value >> (4 * i)) & 0xFu];
 }
 
-/// Escapes `text` into `out` as escape_text() describes; returns false if it
-/// stopped before the end because of `max_bytes`.
-bool escape_into(std::string& out, std::string_view text, std::size_t max_bytes) {
+}  // namespace
+
+namespace detail {
+
+bool escape_into(std::string& out, std::string_view text, std::size_t max_bytes, Escape rules) {
+  // Log lines take every byte alone: no multi-byte character is kept.
+  const bool ascii = rules == Escape::log;
   std::size_t i = 0;
   while (i < text.size()) {
-    char32_t cp = 0;
-    std::size_t n = utf8_sequence(text.substr(i), cp);
+    char32_t cp = static_cast<unsigned char>(text[i]);
+    const std::size_t n = ascii ? 1 : utf8_sequence(text.substr(i), cp);
     const std::size_t unit = n == 0 ? 1 : n;
     if (i + unit > max_bytes) return false;
-    if (n == 0) {
+    if (n == 0 || (ascii && (cp >= 0x80 || cp == '"'))) {
       append_hex(out, "\\x", static_cast<unsigned char>(text[i]), 2);
     } else if (cp == '\\') {
       out += "\\\\";
-    } else if (cp == '\'') {
+    } else if (cp == '\'' && !ascii) {
       out += "\\'";
     } else if (cp == '\n') {
       out += "\\n";
@@ -108,6 +114,10 @@ bool escape_into(std::string& out, std::string_view text, std::size_t max_bytes)
   }
   return true;
 }
+
+}  // namespace detail
+
+namespace {
 
 /// Numeric text split by the one grammar every numeric key uses:
 /// `[+-]int[.frac][(e|E)[+-]exp]`, no whitespace anywhere.
@@ -208,7 +218,7 @@ std::string format_seconds(std::chrono::nanoseconds ns) {
 std::string escape_text(std::string_view text, std::size_t max_bytes) {
   std::string out;
   out.reserve(std::min(text.size(), max_bytes) + 2);
-  if (!escape_into(out, text, max_bytes)) {
+  if (!detail::escape_into(out, text, max_bytes, detail::Escape::text)) {
     out += "... (" + std::to_string(text.size()) + " bytes)";
   }
   return out;
@@ -216,7 +226,7 @@ std::string escape_text(std::string_view text, std::size_t max_bytes) {
 
 std::string quote_value(std::string_view text, std::size_t max_bytes) {
   std::string out = "'";
-  const bool whole = escape_into(out, text, max_bytes);
+  const bool whole = detail::escape_into(out, text, max_bytes, detail::Escape::text);
   out += "'";
   if (!whole) out += "... (" + std::to_string(text.size()) + " bytes)";
   return out;
@@ -398,49 +408,49 @@ std::chrono::nanoseconds parse_duration(std::string_view key, const ConfigValue&
 }
 
 Config::Config(const Config& other) {
-  const std::lock_guard lock(other.mutex_);
+  const detail::MutexLock lock(other.mutex_);
   values_ = other.values_;
 }
 
 Config& Config::operator=(const Config& other) {
   if (this == &other) return *this;
   auto copy = [&] {
-    const std::lock_guard lock(other.mutex_);
+    const detail::MutexLock lock(other.mutex_);
     return other.values_;
   }();
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   values_ = std::move(copy);
   version_.fetch_add(1, std::memory_order_release);
   return *this;
 }
 
 void Config::set_value(std::string key, ConfigValue value) {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   values_.insert_or_assign(std::move(key), std::move(value));
   version_.fetch_add(1, std::memory_order_release);
 }
 
 ConfigValue Config::setdefault_value(std::string key, ConfigValue value) {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   const auto [it, inserted] = values_.try_emplace(std::move(key), std::move(value));
   if (inserted) version_.fetch_add(1, std::memory_order_release);
   return it->second;
 }
 
 std::optional<ConfigValue> Config::get(std::string_view key) const {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   const auto it = values_.find(key);
   if (it == values_.end()) return std::nullopt;
   return it->second;
 }
 
 bool Config::contains(std::string_view key) const {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   return values_.find(key) != values_.end();
 }
 
 bool Config::erase(std::string_view key) {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   const auto it = values_.find(key);
   if (it == values_.end()) return false;
   values_.erase(it);
@@ -449,7 +459,7 @@ bool Config::erase(std::string_view key) {
 }
 
 std::vector<std::string> Config::keys() const {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   std::vector<std::string> out;
   out.reserve(values_.size());
   for (const auto& [key, value] : values_) out.push_back(key);

@@ -330,7 +330,7 @@ void Executor::check_job_in_workers(const std::string& job) const {
 std::shared_ptr<const nlohmann::json> Executor::app_json_for(const detail::TaskContext& ctx) const {
   if (ctx.app() == nullptr || ctx.app() != settings_.app) return nullptr;
   const std::uint64_t version = settings_.app->config().version();
-  const std::lock_guard lock(app_json_mutex_);
+  const detail::MutexLock lock(app_json_mutex_);
   if (!app_json_ || app_json_version_ != version) {
     app_json_ = std::make_shared<const nlohmann::json>(detail::app_to_json(*settings_.app));
     app_json_version_ = version;
@@ -361,7 +361,7 @@ int Executor::max_workers() const {
 }
 
 void Executor::add_default_done_callback(std::function<void(const AnyFuture&)> fn) {
-  const std::lock_guard lock(callbacks_mutex_);
+  const detail::MutexLock lock(callbacks_mutex_);
   auto next = default_callbacks_
                   ? std::make_shared<std::vector<std::shared_ptr<const detail::DefaultCallback>>>(
                         *default_callbacks_)
@@ -374,7 +374,7 @@ void Executor::add_default_done_callback(std::function<void(const AnyFuture&)> f
 detail::DefaultCallbackNodes Executor::default_callbacks_slow() {
   std::shared_ptr<const std::vector<std::shared_ptr<const detail::DefaultCallback>>> callbacks;
   {
-    const std::lock_guard lock(callbacks_mutex_);
+    const detail::MutexLock lock(callbacks_mutex_);
     callbacks = default_callbacks_;
   }
   detail::DefaultCallbackNodes out;

@@ -7,12 +7,13 @@
 #include <climits>
 #include <cstdio>
 #include <ctime>
-#include <mutex>
 #include <string>
 
 #include <linux/futex.h>
 
 #include "webexec/detail/demangle.hpp"
+#include "webexec/detail/mutex.hpp"
+#include "webexec/detail/spin.hpp"
 #include "webexec/errors.hpp"
 
 namespace webexec {
@@ -37,14 +38,15 @@ void default_error_handler(const char* where, const std::exception_ptr& error) {
   std::fprintf(stderr, "webexec: exception in %s: %s\n", where, detail::what(error).c_str());
 }
 
-std::mutex& handler_mutex() {
-  static std::mutex m;
-  return m;
-}
+/// The process-wide handler set by set_error_handler(), and its lock.
+struct HandlerSlot {
+  detail::Mutex mutex;
+  ErrorHandler handler WEBEXEC_GUARDED_BY(mutex);
+};
 
-ErrorHandler& handler_slot() {
-  static ErrorHandler h;
-  return h;
+HandlerSlot& handler_slot() {
+  static HandlerSlot slot;
+  return slot;
 }
 
 // Linux futex on the state word. FUTEX_WAIT_BITSET takes an absolute
@@ -77,8 +79,9 @@ constexpr auto kWaitSpin = std::chrono::microseconds(20);
 }  // namespace
 
 ErrorHandler set_error_handler(ErrorHandler handler) {
-  const std::lock_guard lock(handler_mutex());
-  return std::exchange(handler_slot(), std::move(handler));
+  HandlerSlot& slot = handler_slot();
+  const detail::MutexLock lock(slot.mutex);
+  return std::exchange(slot.handler, std::move(handler));
 }
 
 namespace detail {
@@ -87,8 +90,9 @@ void report_error(const char* where, std::exception_ptr error) noexcept {
   try {
     ErrorHandler handler;
     {
-      const std::lock_guard lock(handler_mutex());
-      handler = handler_slot();
+      HandlerSlot& slot = handler_slot();
+      const MutexLock lock(slot.mutex);
+      handler = slot.handler;
     }
     if (handler) {
       handler(where, error);
@@ -207,7 +211,7 @@ void StateBase::complete(std::uint32_t final_state) noexcept {
   if ((old & kHasCallbacks) == 0) return;
   CallbackNode* list = nullptr;
   {
-    const std::lock_guard lock(callbacks_lock_);
+    const SpinLockGuard lock(callbacks_lock_);
     list = std::exchange(head_, nullptr);
     tail_ = nullptr;
   }
@@ -235,7 +239,7 @@ bool StateBase::try_publish_without_callbacks() noexcept {
 
 void StateBase::add_callback(CallbackNode* node) noexcept {
   {
-    const std::lock_guard lock(callbacks_lock_);
+    const SpinLockGuard lock(callbacks_lock_);
     std::uint32_t w = word_.load(std::memory_order_acquire);
     while (!is_done(w)) {
       // Setting kHasCallbacks while not done guarantees that completion,
@@ -259,7 +263,7 @@ void StateBase::add_callback(CallbackNode* node) noexcept {
 }
 
 bool StateBase::remove_callback(CallbackNode* node) noexcept {
-  const std::lock_guard lock(callbacks_lock_);
+  const SpinLockGuard lock(callbacks_lock_);
   CallbackNode* prev = nullptr;
   for (CallbackNode* n = head_; n != nullptr; prev = n, n = n->next_) {
     if (n != node) continue;

@@ -58,23 +58,23 @@ FutureCollection::FutureCollection(std::size_t max_length) : max_length_(max_len
 FutureCollection::~FutureCollection() = default;
 
 std::size_t FutureCollection::max_length() const {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   return max_length_;
 }
 
 void FutureCollection::set_max_length(std::size_t max_length) {
   check_max_length(max_length);
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   max_length_ = max_length;
 }
 
 void FutureCollection::set_ttl(std::optional<Clock::duration> ttl) {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   ttl_ = ttl;
 }
 
 std::optional<FutureCollection::Clock::duration> FutureCollection::ttl() const {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   return ttl_;
 }
 
@@ -113,7 +113,7 @@ void FutureCollection::add_checked(std::string key, const std::function<Stored()
     index_node = one.extract(one.begin());
   }
   {
-    const std::lock_guard lock(mutex_);
+    const detail::MutexLock lock(mutex_);
     purge_expired_locked(Clock::now());
     if (index_.count(key) != 0 || reserved_.count(key) != 0) {
       throw std::invalid_argument("future_key '" + key + "' already exists");
@@ -142,7 +142,7 @@ void FutureCollection::add_checked(std::string key, const std::function<Stored()
   try {
     stored = make();
   } catch (...) {
-    const std::lock_guard lock(mutex_);
+    const detail::MutexLock lock(mutex_);
     reserved_.erase(key);
     throw;
   }
@@ -150,7 +150,7 @@ void FutureCollection::add_checked(std::string key, const std::function<Stored()
   entry->render = stored.render;
   entry->progress = std::move(stored.progress);
   {
-    const std::lock_guard lock(mutex_);
+    const detail::MutexLock lock(mutex_);
     reserved_.erase(key);
     order_.splice(order_.end(), pending);
     index_.insert(std::move(index_node));
@@ -161,7 +161,7 @@ void FutureCollection::add_checked(std::string key, const std::function<Stored()
 }
 
 std::shared_ptr<FutureCollection::Entry> FutureCollection::find(std::string_view key) const {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   const auto it = index_.find(std::string(key));
   if (it == index_.end()) return nullptr;
   if ((*it->second)->expired(Clock::now(), ttl_)) return nullptr;
@@ -169,7 +169,7 @@ std::shared_ptr<FutureCollection::Entry> FutureCollection::find(std::string_view
 }
 
 std::optional<AnyFuture> FutureCollection::pop(std::string_view key) {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   purge_expired_locked(Clock::now());
   const auto it = index_.find(std::string(key));
   if (it == index_.end()) return std::nullopt;
@@ -180,7 +180,7 @@ std::optional<AnyFuture> FutureCollection::pop(std::string_view key) {
 }
 
 std::optional<FutureCollection::Polled> FutureCollection::pop_if_done(std::string_view key) {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   purge_expired_locked(Clock::now());
   const auto it = index_.find(std::string(key));
   if (it == index_.end()) return std::nullopt;
@@ -202,7 +202,7 @@ std::optional<AnyFuture> FutureCollection::get(std::string_view key) const {
 bool FutureCollection::contains(std::string_view key) const { return find(key) != nullptr; }
 
 std::vector<std::string> FutureCollection::keys() const {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   const auto now = Clock::now();
   std::vector<std::string> out;
   for (const auto& e : order_) {
@@ -212,7 +212,7 @@ std::vector<std::string> FutureCollection::keys() const {
 }
 
 std::size_t FutureCollection::size() const {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   const auto now = Clock::now();
   std::size_t n = 0;
   for (const auto& e : order_) n += e->expired(now, ttl_) ? 0U : 1U;

@@ -12,7 +12,7 @@ JobRegistry& JobRegistry::global() {
 void JobRegistry::add_erased(std::string name, Invoker invoke, const std::type_info& type,
                              const void* address) {
   if (name.empty()) throw std::invalid_argument("a job name must not be empty");
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   if (const auto it = jobs_.find(name); it != jobs_.end()) {
     // The same function again (two executors wrapping one job) is fine; a
     // different function of the same type (two function pointers) is not.
@@ -33,31 +33,31 @@ void JobRegistry::add_erased(std::string name, Invoker invoke, const std::type_i
 }
 
 std::string JobRegistry::name_of_address(const void* address) const {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   const auto it = names_by_address_.find(address);
   return it == names_by_address_.end() ? std::string() : it->second;
 }
 
 bool JobRegistry::contains(std::string_view name) const {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   return jobs_.find(name) != jobs_.end();
 }
 
 std::uint64_t JobRegistry::sequence(std::string_view name) const {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   const auto it = jobs_.find(name);
   return it == jobs_.end() ? 0 : it->second.sequence;
 }
 
 std::uint64_t JobRegistry::size() const {
-  const std::lock_guard lock(mutex_);
+  const detail::MutexLock lock(mutex_);
   return jobs_.size();
 }
 
 nlohmann::json JobRegistry::invoke(std::string_view name, const nlohmann::json& args) const {
   Invoker invoke;
   {
-    const std::lock_guard lock(mutex_);
+    const detail::MutexLock lock(mutex_);
     const auto it = jobs_.find(name);
     if (it == jobs_.end()) {
       throw std::invalid_argument("no job named '" + std::string(name) + "' is registered");

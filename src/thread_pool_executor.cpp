@@ -8,13 +8,13 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <system_error>
 #include <thread>
 #include <vector>
 
+#include "webexec/detail/mutex.hpp"
 #include "webexec/detail/spin.hpp"
 #include "webexec/errors.hpp"
 
@@ -89,8 +89,8 @@ class EventCount {
   }
   void cancel_wait() noexcept { waiters_.fetch_sub(1, std::memory_order_seq_cst); }
   void commit_wait(std::uint64_t key) {
-    std::unique_lock lock(mutex_);
-    while (epoch_.load(std::memory_order_relaxed) == key) cv_.wait(lock);
+    UniqueLock lock(mutex_);
+    while (epoch_.load(std::memory_order_relaxed) == key) cv_.wait(lock.native());
     waiters_.fetch_sub(1, std::memory_order_seq_cst);
   }
   [[nodiscard]] bool has_waiters() const noexcept {
@@ -102,7 +102,7 @@ class EventCount {
  private:
   void notify(bool all) noexcept {
     if (waiters_.load(std::memory_order_seq_cst) == 0) return;
-    const std::lock_guard lock(mutex_);
+    const MutexLock lock(mutex_);
     epoch_.fetch_add(1, std::memory_order_seq_cst);
     // Notifying under the lock wakes a thread that was already waiting, never
     // one that arrives after the epoch moved.
@@ -114,8 +114,10 @@ class EventCount {
   }
 
   std::atomic<std::uint32_t> waiters_{0};
+  // Atomic, not guarded: prepare_wait() reads it without the lock. The lock
+  // orders a waiter's re-check against notify()'s increment.
   std::atomic<std::uint64_t> epoch_{0};
-  std::mutex mutex_;
+  Mutex mutex_;
   std::condition_variable cv_;
 };
 
@@ -195,10 +197,25 @@ class PoolCore {
   void worker_main(int index);
   QueueNode* try_pop() noexcept;
   QueueNode* pop_settled() noexcept;
+  /// The only way to pop queue_: pops are serialised by pop_lock_.
+  TaskQueue::Pop pop_locked(QueueNode*& out) noexcept WEBEXEC_REQUIRES(pop_lock_) {
+    return queue_.pop(out);
+  }
   QueueNode* wait_for_work(bool& idle);
   QueueNode* spin_for_work() noexcept;
   [[nodiscard]] bool should_exit() noexcept;
   void wake_one() noexcept;
+  /// Python's rule: reuse an idle worker before starting a new thread. Used
+  /// by submit and by a worker that stopped counting as idle; inline, as the
+  /// block it replaces was (submit's hot path). Throws what spawn_worker() does.
+  void start_or_wake_worker() {
+    if (started_.load(std::memory_order_relaxed) < max_workers_ &&
+        idle_.load(std::memory_order_seq_cst) == 0) {
+      spawn_worker();
+    } else {
+      wake_one();
+    }
+  }
   void spawn_worker();
   void wait_for_submitters() const noexcept;
   void stop_accepting(bool cancel_queued) noexcept;
@@ -218,11 +235,11 @@ class PoolCore {
   std::string prefix_;
   std::function<void()> initializer_;
   std::stop_source stop_;
-  std::mutex threads_mutex_;
-  std::vector<std::thread> threads_;  // guarded by threads_mutex_
+  Mutex threads_mutex_;
+  std::vector<std::thread> threads_ WEBEXEC_GUARDED_BY(threads_mutex_);
   // Held by shutdown(wait=true) while it joins, so that a concurrent one
   // returns only once every worker has been joined.
-  std::mutex join_mutex_;
+  Mutex join_mutex_ WEBEXEC_ACQUIRED_BEFORE(threads_mutex_);
 };
 
 void PoolCore::enqueue(StateBase* task) {
@@ -237,13 +254,7 @@ void PoolCore::enqueue(StateBase* task) {
   }
   queue_.push(task);
   try {
-    // Python's rule: reuse an idle worker before starting a new thread.
-    if (started_.load(std::memory_order_relaxed) < max_workers_ &&
-        idle_.load(std::memory_order_seq_cst) == 0) {
-      spawn_worker();
-    } else {
-      wake_one();
-    }
+    start_or_wake_worker();
   } catch (...) {
     // No thread could be started. If none exists, nobody would ever run the
     // task: withdraw it and report the failure. Cancelled after leaving the
@@ -267,7 +278,7 @@ void PoolCore::wake_one() noexcept {
 }
 
 void PoolCore::spawn_worker() {
-  const std::lock_guard lock(threads_mutex_);
+  const MutexLock lock(threads_mutex_);
   const int index = started_.load(std::memory_order_relaxed);
   // After the drain (a worker helping with the queue may get here), a new
   // thread could miss the join: shutdown takes threads_ under this mutex
@@ -283,8 +294,8 @@ void PoolCore::spawn_worker() {
 QueueNode* PoolCore::try_pop() noexcept {
   if (!queue_.maybe_nonempty()) return nullptr;
   QueueNode* node = nullptr;
-  const std::lock_guard lock(pop_lock_);
-  return queue_.pop(node) == TaskQueue::Pop::item ? node : nullptr;
+  const SpinLockGuard lock(pop_lock_);
+  return pop_locked(node) == TaskQueue::Pop::item ? node : nullptr;
 }
 
 QueueNode* PoolCore::pop_settled() noexcept {
@@ -293,8 +304,8 @@ QueueNode* PoolCore::pop_settled() noexcept {
     QueueNode* node = nullptr;
     TaskQueue::Pop result = TaskQueue::Pop::empty;
     {
-      const std::lock_guard lock(pop_lock_);
-      result = queue_.pop(node);
+      const SpinLockGuard lock(pop_lock_);
+      result = pop_locked(node);
     }
     if (result != TaskQueue::Pop::busy) return node;
     std::this_thread::yield();
@@ -317,7 +328,7 @@ bool PoolCore::should_exit() noexcept {
   // Both parts only ever go from false to true once kDrainedFlag is set
   // (nothing is pushed after it), so this cannot race with a wake-up.
   if ((gate_.load(std::memory_order_seq_cst) & kDrainedFlag) == 0) return false;
-  const std::lock_guard lock(pop_lock_);
+  const SpinLockGuard lock(pop_lock_);
   return !queue_.maybe_nonempty();
 }
 
@@ -417,12 +428,7 @@ void PoolCore::help_with_queue() noexcept {
   // another thread (or a parked one) instead.
   if (!queue_.maybe_nonempty()) return;
   try {
-    if (started_.load(std::memory_order_relaxed) < max_workers_ &&
-        idle_.load(std::memory_order_seq_cst) == 0) {
-      spawn_worker();
-    } else {
-      wake_one();
-    }
+    start_or_wake_worker();
   } catch (...) {  // NOLINT(bugprone-empty-catch): this worker runs the queue after its callbacks
   }
 }
@@ -471,10 +477,10 @@ void PoolCore::shutdown(bool wait, bool cancel_futures) {
   // Every waiting caller joins, or waits for the one that is joining, so
   // none returns while a task still runs. No thread starts after
   // stop_accepting(), so threads_ is complete here.
-  const std::lock_guard join_lock(join_mutex_);
+  const MutexLock join_lock(join_mutex_);
   std::vector<std::thread> threads;
   {
-    const std::lock_guard lock(threads_mutex_);
+    const MutexLock lock(threads_mutex_);
     threads.swap(threads_);
   }
   for (auto& t : threads) t.join();
@@ -486,10 +492,10 @@ void PoolCore::abandon(bool cancel_queued, bool join_others) noexcept {
   // on their own; the core is deliberately leaked by the caller so that they
   // never touch freed memory.
   stop_accepting(cancel_queued);
-  const std::lock_guard join_lock(join_mutex_);
+  const MutexLock join_lock(join_mutex_);
   std::vector<std::thread> threads;
   {
-    const std::lock_guard lock(threads_mutex_);
+    const MutexLock lock(threads_mutex_);
     threads.swap(threads_);
   }
   const auto self = std::this_thread::get_id();

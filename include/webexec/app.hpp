@@ -23,7 +23,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -34,6 +33,7 @@
 
 #include "webexec/config.hpp"
 #include "webexec/detail/export.hpp"
+#include "webexec/detail/mutex.hpp"
 
 namespace webexec {
 
@@ -156,13 +156,13 @@ class WEBEXEC_API App {
 
   const std::string name_;
   Config config_;
-  mutable std::mutex mutex_;
-  std::map<std::string, Extension, std::less<>> extensions_;   // guarded by mutex_
-  std::shared_ptr<const std::vector<TeardownHook>> teardown_;  // guarded by mutex_
+  mutable detail::Mutex mutex_;
+  std::map<std::string, Extension, std::less<>> extensions_ WEBEXEC_GUARDED_BY(mutex_);
+  std::shared_ptr<const std::vector<TeardownHook>> teardown_ WEBEXEC_GUARDED_BY(mutex_);
   std::atomic<bool> has_teardown_{false};
-  std::shared_ptr<const ErrorHandler> error_handler_;                      // guarded by mutex_
-  std::shared_ptr<const Logger> logger_;                                   // guarded by mutex_
-  std::vector<std::pair<const void*, std::function<void()>>> on_destroy_;  // guarded by mutex_
+  std::shared_ptr<const ErrorHandler> error_handler_ WEBEXEC_GUARDED_BY(mutex_);
+  std::shared_ptr<const Logger> logger_ WEBEXEC_GUARDED_BY(mutex_);
+  std::vector<std::pair<const void*, std::function<void()>>> on_destroy_ WEBEXEC_GUARDED_BY(mutex_);
 };
 
 }  // namespace webexec

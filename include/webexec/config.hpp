@@ -31,7 +31,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -41,6 +40,7 @@
 #include <vector>
 
 #include "webexec/detail/export.hpp"
+#include "webexec/detail/mutex.hpp"
 
 namespace webexec {
 
@@ -202,8 +202,8 @@ class WEBEXEC_API Config {
   void set_value(std::string key, ConfigValue value);
   ConfigValue setdefault_value(std::string key, ConfigValue value);
 
-  mutable std::mutex mutex_;
-  std::map<std::string, ConfigValue, std::less<>> values_;  // guarded by mutex_
+  mutable detail::Mutex mutex_;
+  std::map<std::string, ConfigValue, std::less<>> values_ WEBEXEC_GUARDED_BY(mutex_);
   std::atomic<std::uint64_t> version_{0};
 };
 

@@ -40,7 +40,6 @@
 #include <exception>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -52,6 +51,7 @@
 #include "webexec/context.hpp"
 #include "webexec/detail/context_json.hpp"
 #include "webexec/detail/export.hpp"
+#include "webexec/detail/mutex.hpp"
 #include "webexec/detail/process_pool.hpp"
 #include "webexec/future.hpp"
 #include "webexec/future_collection.hpp"
@@ -512,12 +512,12 @@ class WEBEXEC_API Executor {
   std::unique_ptr<ThreadPoolExecutor> pool_;
   std::unique_ptr<detail::ProcessPool> process_;
   std::optional<detail::Clock::duration> task_timeout_;
-  mutable std::mutex app_json_mutex_;
-  mutable std::uint64_t app_json_version_ = UINT64_MAX;     // guarded by app_json_mutex_
-  mutable std::shared_ptr<const nlohmann::json> app_json_;  // guarded by app_json_mutex_
-  mutable std::mutex callbacks_mutex_;
+  mutable detail::Mutex app_json_mutex_;
+  mutable std::uint64_t app_json_version_ WEBEXEC_GUARDED_BY(app_json_mutex_) = UINT64_MAX;
+  mutable std::shared_ptr<const nlohmann::json> app_json_ WEBEXEC_GUARDED_BY(app_json_mutex_);
+  mutable detail::Mutex callbacks_mutex_;
   std::shared_ptr<const std::vector<std::shared_ptr<const detail::DefaultCallback>>>
-      default_callbacks_;  // guarded by callbacks_mutex_
+      default_callbacks_ WEBEXEC_GUARDED_BY(callbacks_mutex_);
   std::atomic<bool> has_default_callbacks_{false};
 };
 

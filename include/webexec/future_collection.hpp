@@ -35,7 +35,6 @@
 #include <functional>
 #include <list>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -47,6 +46,7 @@
 
 #include "webexec/context.hpp"
 #include "webexec/detail/export.hpp"
+#include "webexec/detail/mutex.hpp"
 #include "webexec/future.hpp"
 #include "webexec/timeout.hpp"
 
@@ -183,15 +183,15 @@ class WEBEXEC_API FutureCollection {
 
   using List = std::list<std::shared_ptr<Entry>>;
 
-  void purge_expired_locked(Clock::time_point now);
+  void purge_expired_locked(Clock::time_point now) WEBEXEC_REQUIRES(mutex_);
   [[nodiscard]] std::shared_ptr<Entry> find(std::string_view key) const;
 
-  mutable std::mutex mutex_;
-  std::size_t max_length_;                                 // guarded by mutex_
-  std::optional<Clock::duration> ttl_;                     // guarded by mutex_
-  List order_;                                             // guarded by mutex_
-  std::unordered_map<std::string, List::iterator> index_;  // guarded by mutex_
-  std::unordered_set<std::string> reserved_;  // keys being submitted; guarded by mutex_
+  mutable detail::Mutex mutex_;
+  std::size_t max_length_ WEBEXEC_GUARDED_BY(mutex_);
+  std::optional<Clock::duration> ttl_ WEBEXEC_GUARDED_BY(mutex_);
+  List order_ WEBEXEC_GUARDED_BY(mutex_);
+  std::unordered_map<std::string, List::iterator> index_ WEBEXEC_GUARDED_BY(mutex_);
+  std::unordered_set<std::string> reserved_ WEBEXEC_GUARDED_BY(mutex_);  // keys being submitted
 };
 
 }  // namespace webexec

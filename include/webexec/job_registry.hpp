@@ -23,7 +23,6 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -35,6 +34,7 @@
 #include <nlohmann/json.hpp>
 
 #include "webexec/detail/export.hpp"
+#include "webexec/detail/mutex.hpp"
 
 namespace webexec {
 
@@ -148,9 +148,9 @@ class WEBEXEC_API JobRegistry {
                   const void* address);
   [[nodiscard]] std::string name_of_address(const void* address) const;
 
-  mutable std::mutex mutex_;
-  std::map<std::string, Entry, std::less<>> jobs_;       // guarded by mutex_
-  std::map<const void*, std::string> names_by_address_;  // guarded by mutex_
+  mutable detail::Mutex mutex_;
+  std::map<std::string, Entry, std::less<>> jobs_ WEBEXEC_GUARDED_BY(mutex_);
+  std::map<const void*, std::string> names_by_address_ WEBEXEC_GUARDED_BY(mutex_);
 };
 
 }  // namespace webexec

@@ -21,7 +21,6 @@
 #include <initializer_list>
 #include <iterator>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <ranges>
 #include <string>
@@ -29,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "webexec/detail/mutex.hpp"
 #include "webexec/errors.hpp"
 #include "webexec/future.hpp"
 #include "webexec/timeout.hpp"
@@ -50,9 +50,9 @@ namespace detail {
 
 /// Collects the indices of futures as they complete.
 struct CompletionLog {
-  std::mutex mutex;
+  Mutex mutex;
   std::condition_variable cv;
-  std::deque<std::size_t> completed;  // guarded by mutex
+  std::deque<std::size_t> completed WEBEXEC_GUARDED_BY(mutex);
 };
 
 class CompletionNode final : public CallbackNode {
@@ -61,7 +61,7 @@ class CompletionNode final : public CallbackNode {
       : log_(std::move(log)), index_(index) {}
   void invoke(StateBase& /*state*/) noexcept override {
     {
-      const std::lock_guard lock(log_->mutex);
+      const MutexLock lock(log_->mutex);
       log_->completed.push_back(index_);
     }
     log_->cv.notify_all();
@@ -158,7 +158,7 @@ auto wait(const Range& fs, Timeout timeout = {},
     detail::CompletionWatch<F> watch(unique);
     for (const std::size_t i : pending) watch.watch(i);
     auto& log = watch.log();
-    std::unique_lock lock(log.mutex);
+    detail::UniqueLock lock(log.mutex);
     for (;;) {
       while (!log.completed.empty()) {
         const std::size_t i = log.completed.front();
@@ -168,8 +168,8 @@ auto wait(const Range& fs, Timeout timeout = {},
       }
       if (satisfied(done_count, any_failed)) break;
       if (!deadline) {
-        log.cv.wait(lock);
-      } else if (log.cv.wait_until(lock, *deadline) == std::cv_status::timeout &&
+        log.cv.wait(lock.native());
+      } else if (log.cv.wait_until(lock.native(), *deadline) == std::cv_status::timeout &&
                  log.completed.empty()) {
         break;
       }
@@ -257,13 +257,17 @@ class AsCompleted {
       }
       if (ready.empty()) {
         auto& log = watch.log();
-        std::unique_lock lock(log.mutex);
-        auto has_news = [&] { return !log.completed.empty(); };
-        if (!deadline) {
-          log.cv.wait(lock, has_news);
-        } else if (!log.cv.wait_until(lock, *deadline, has_news)) {
-          throw TimeoutError(std::to_string(fs.size() - yielded) + " (of " +
-                             std::to_string(fs.size()) + ") futures unfinished");
+        detail::UniqueLock lock(log.mutex);
+        // A loop, not wait(lock, predicate): the analysis checks this body,
+        // where the lock is held, but not a predicate lambda's.
+        while (log.completed.empty()) {
+          if (!deadline) {
+            log.cv.wait(lock.native());
+          } else if (log.cv.wait_until(lock.native(), *deadline) == std::cv_status::timeout &&
+                     log.completed.empty()) {
+            throw TimeoutError(std::to_string(fs.size() - yielded) + " (of " +
+                               std::to_string(fs.size()) + ") futures unfinished");
+          }
         }
         ready.insert(ready.end(), log.completed.begin(), log.completed.end());
         log.completed.clear();

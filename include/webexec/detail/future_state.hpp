@@ -245,8 +245,8 @@ class WEBEXEC_API StateBase : public QueueNode {
  private:
   std::atomic<std::uint32_t> refs_{1};
   std::atomic<std::uint32_t> word_{kPending};
-  CallbackNode* head_ = nullptr;  // guarded by callbacks_lock_
-  CallbackNode* tail_ = nullptr;  // guarded by callbacks_lock_
+  CallbackNode* head_ WEBEXEC_GUARDED_BY(callbacks_lock_) = nullptr;
+  CallbackNode* tail_ WEBEXEC_GUARDED_BY(callbacks_lock_) = nullptr;
   const void* owner_ = nullptr;
   // Last, so a derived task's small members fill the tail padding: a task
   // with an empty callable is 64 bytes, one cache line.

@@ -60,6 +60,7 @@
 #include "webexec/app.hpp"
 #include "webexec/context.hpp"
 #include "webexec/detail/demangle.hpp"
+#include "webexec/detail/escape.hpp"
 #include "webexec/errors.hpp"
 #include "webexec/executor.hpp"
 
@@ -327,29 +328,11 @@ inline std::int64_t int_param(const httplib::Request& req, const std::string& na
 /// (control characters such as CR, LF, ESC, DEL, and all bytes >= 0x80) is
 /// written as `\xHH` (`\n`, `\r`, `\t` for the usual three), a double
 /// quote as `\x22` and a backslash as `\\`, so client input can never start a forged line or
-/// drive a terminal. Thread-safe.
+/// drive a terminal (core's `webexec::detail::Escape::log` rules). Thread-safe.
 inline std::string escape_log(std::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
   out.reserve(text.size());
-  for (const char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (u < 0x20U || u >= 0x7fU || c == '"') {
-      out += "\\x";
-      out.push_back(kHex[u >> 4U]);
-      out.push_back(kHex[u & 15U]);
-    } else {
-      out.push_back(c);
-    }
-  }
+  webexec::detail::escape_into(out, text, SIZE_MAX, webexec::detail::Escape::log);
   return out;
 }
 
