@@ -26,6 +26,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -107,11 +108,18 @@ class FrameReader {
   [[nodiscard]] std::uint64_t oversized() const noexcept { return oversized_; }
 
  private:
-  void compact();
+  /// Room for `n` more bytes at the end: moves the unread bytes to the
+  /// front, or into a bigger buffer. Invalidates frames handed out.
+  void reserve_more(std::size_t n);
 
   std::size_t max_body_;
-  std::string data_;
+  /// Bytes [start_, end_) of buffer_ are read but not yet handed out; the
+  /// buffer is not zero-filled (a 1 MiB frame costs one copy from the
+  /// kernel, nothing more) and is kept between frames up to kKeepCapacity.
+  std::unique_ptr<char[]> buffer_;
+  std::size_t capacity_ = 0;
   std::size_t start_ = 0;
+  std::size_t end_ = 0;
   std::string error_;
   std::uint64_t oversized_ = 0;
 };
