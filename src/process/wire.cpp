@@ -4,6 +4,9 @@
 #include "process/wire.hpp"
 
 #include <sys/socket.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <unistd.h>
 
 #include <algorithm>
@@ -510,6 +513,13 @@ OutBuffer::Status OutBuffer::flush(int fd) {
   data_.clear();
   start_ = 0;
   return Status::done;
+}
+
+void tune_worker_allocator() noexcept {
+#if defined(__GLIBC__)
+  static_cast<void>(::mallopt(M_MMAP_THRESHOLD, 32 << 20));
+  static_cast<void>(::mallopt(M_TRIM_THRESHOLD, 64 << 20));
+#endif
 }
 
 bool write_all(int fd, std::string_view bytes) {

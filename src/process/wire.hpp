@@ -16,7 +16,11 @@
 // and reads it back as it is, without UTF-8 validation, so request bodies,
 // header and query values, g strings, arguments, results and error messages
 // cross intact whatever they hold (a reader in another language must read
-// text strings as bytes). Everything that parses bytes from a peer lives in
+// text strings as bytes). Bodies are decoded by a strict decoder of our own
+// (wire.cpp's CborDecoder): strings are copied in one piece, every count is
+// checked against the bytes left, nesting stops at 512 levels, and tags,
+// undefined, reserved values and indefinite-length string chunks that are
+// not definite strings of their type are refused. Everything that parses bytes from a peer lives in
 // this file, so the fuzzer (fuzz/frame_fuzzer.cpp) covers it without
 // sockets, and Step 5 can put the same frames into Redis.
 //
@@ -140,6 +144,13 @@ class OutBuffer {
   std::string data_;
   std::size_t start_ = 0;
 };
+
+/// In a worker process (never the host: its allocator is the user's):
+/// keeps payload-sized blocks in the heap (glibc's mmap threshold 32 MiB,
+/// trim threshold 64 MiB) instead of mapping, zeroing and unmapping fresh
+/// pages for every argument and result; that was half a worker's time with
+/// 1 MiB payloads. A no-op without glibc.
+void tune_worker_allocator() noexcept;
 
 /// Writes all of `bytes` to a blocking `fd` (retries EINTR and partial
 /// writes). Returns false if the peer is gone.
