@@ -1,12 +1,21 @@
+// The process engine's wire format (wire.hpp): frames, the CBOR codec and
+// the typed messages. Runs on whichever thread calls it: the host's
+// submitting threads (encode) and dispatcher (decode), a worker's thread.
 #include "process/wire.hpp"
 
 #include <sys/socket.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <unistd.h>
 
+#include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 
 namespace webexec::process::detail {
@@ -51,6 +60,15 @@ const nlohmann::json& field(const nlohmann::json& object, const char* name, cons
   return *it;
 }
 
+/// Moves field `name` out of `object`: arguments may be large, a copy costs.
+nlohmann::json take_field(nlohmann::json& object, const char* name, const char* what) {
+  const auto it = object.find(name);
+  if (it == object.end()) {
+    throw std::invalid_argument(std::string(what) + " has no field '" + name + "'");
+  }
+  return std::move(*it);
+}
+
 std::string string_field(const nlohmann::json& object, const char* name, const char* what) {
   const nlohmann::json& v = field(object, name, what);
   if (!v.is_string()) {
@@ -73,97 +91,278 @@ std::optional<std::int64_t> optional_int(const nlohmann::json& object, const cha
   throw std::invalid_argument(std::string(what) + " field '" + name + "' is not a 64-bit integer");
 }
 
-/// Nesting beyond this is refused: nlohmann's CBOR reader recurses once
-/// per level, so a peer could otherwise exhaust the stack.
+/// Nesting beyond this is refused, so a peer cannot exhaust the stack
+/// (the decoder below recurses once per array or map level).
 constexpr std::size_t kMaxDepth = 512;
 
-/// nlohmann's DOM builder, stopped at kMaxDepth and on the first error
-/// (never throws for bad input).
-class DepthLimitedSax {
+/// A strict decoder of exactly one CBOR data item (RFC 8949) into
+/// nlohmann::json, for bodies from an untrusted peer. It reads what
+/// nlohmann::json::to_cbor writes, with nlohmann's mapping (unsigned ->
+/// number_unsigned, negative -> number_integer, byte string -> binary,
+/// half/single/double -> number_float, text string -> string holding the
+/// bytes as they are, map keys must be text strings, a repeated key keeps
+/// the last value) and refuses the rest: tags, undefined and other simple
+/// values, reserved additional information, negative integers below -2^63,
+/// indefinite-length string chunks that are not definite strings of the
+/// same type, and trailing bytes.
+///
+/// Strings and byte strings are copied in one piece (nlohmann's reader
+/// appends them byte by byte: a 1 MiB argument cost milliseconds). Every
+/// length or element count is checked against the bytes left before
+/// anything is allocated, and only array and map levels recurse, at most
+/// kMaxDepth deep. Throws `std::invalid_argument` (or bad_alloc), nothing
+/// else.
+class CborDecoder {
  public:
   using json = nlohmann::json;
-  explicit DepthLimitedSax(std::size_t body_size)
-      : dom_(value_, /*allow_exceptions=*/false), body_size_(body_size) {}
 
-  bool null() { return dom_.null(); }
-  bool boolean(bool v) { return dom_.boolean(v); }
-  bool number_integer(json::number_integer_t v) { return dom_.number_integer(v); }
-  bool number_unsigned(json::number_unsigned_t v) { return dom_.number_unsigned(v); }
-  bool number_float(json::number_float_t v, const json::string_t& s) {
-    return dom_.number_float(v, s);
-  }
-  bool string(json::string_t& v) { return dom_.string(v); }
-  bool binary(json::binary_t& v) { return dom_.binary(v); }
-  bool start_object(std::size_t n) { return enter(n) && dom_.start_object(n); }
-  bool key(json::string_t& v) { return dom_.key(v); }
-  bool end_object() {
-    --depth_;
-    return dom_.end_object();
-  }
-  bool start_array(std::size_t n) { return enter(n) && dom_.start_array(n); }
-  bool end_array() {
-    --depth_;
-    return dom_.end_array();
-  }
-  bool parse_error(std::size_t /*position*/, const std::string& /*last_token*/,
-                   const nlohmann::detail::exception& /*ex*/) {
-    failed_ = true;
-    return false;
+  explicit CborDecoder(std::string_view in)
+      : begin_(in.data()), p_(in.data()), end_(p_ + in.size()) {}
+
+  json item(std::size_t depth) {
+    const std::uint8_t initial = byte();
+    const auto info = static_cast<std::uint8_t>(initial & 0x1FU);
+    switch (initial >> 5U) {
+      case 0:
+        return json(argument(info));
+      case 1: {
+        const std::uint64_t n = argument(info);
+        if (n > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+          fail("a negative integer below -2^63");
+        }
+        return json(std::int64_t{-1} - static_cast<std::int64_t>(n));
+      }
+      case 2: {
+        json::binary_t bytes;
+        read_string(info, 2, bytes);
+        return json::binary(std::move(bytes));
+      }
+      case 3: {
+        std::string text;
+        read_string(info, 3, text);
+        return json(std::move(text));
+      }
+      case 4:
+        return array(info, depth);
+      case 5:
+        return map(info, depth);
+      case 6:
+        fail("a tag");
+      default:
+        return simple(info);
+    }
   }
 
-  [[nodiscard]] bool failed() const noexcept { return failed_ || dom_.is_errored(); }
-  [[nodiscard]] bool too_deep() const noexcept { return too_deep_; }
-  json take() { return std::move(value_); }
+  [[nodiscard]] bool at_end() const noexcept { return p_ == end_; }
+
+  [[noreturn]] void fail(const std::string& why) const {
+    throw std::invalid_argument("the frame's body is not well-formed CBOR: " + why + " (at byte " +
+                                std::to_string(p_ - begin_) + ")");
+  }
 
  private:
-  /// `n` elements declared (-1: indefinite). Each takes at least one byte,
-  /// so more than the body holds is a lie (and nlohmann would throw).
-  bool enter(std::size_t n) {
-    if (n != static_cast<std::size_t>(-1) && n > body_size_) {
-      failed_ = true;
-      return false;
+  [[nodiscard]] std::size_t left() const noexcept { return static_cast<std::size_t>(end_ - p_); }
+
+  std::uint8_t byte() {
+    if (p_ == end_) fail("it ends early");
+    return static_cast<std::uint8_t>(*p_++);
+  }
+
+  /// `n` big-endian bytes as a number.
+  std::uint64_t big_endian(std::size_t n) {
+    if (left() < n) fail("it ends early");
+    std::uint64_t value = 0;
+    for (std::size_t i = 0; i < n; ++i) value = (value << 8U) | static_cast<std::uint8_t>(p_[i]);
+    p_ += n;
+    return value;
+  }
+
+  /// The argument that additional information `info` announces (not for
+  /// the indefinite length, 31).
+  std::uint64_t argument(std::uint8_t info) {
+    if (info < 24) return info;
+    switch (info) {
+      case 24:
+        return big_endian(1);
+      case 25:
+        return big_endian(2);
+      case 26:
+        return big_endian(4);
+      case 27:
+        return big_endian(8);
+      case 31:
+        fail("an indefinite length where none is allowed");
+      default:
+        fail("reserved additional information " + std::to_string(info));
     }
-    if (++depth_ > kMaxDepth) {
-      too_deep_ = true;
-      failed_ = true;
-      return false;
+  }
+
+  /// A count of items each at least `min_bytes` long: more than the bytes
+  /// left can hold is a lie.
+  std::size_t count(std::uint64_t n, std::size_t min_bytes) const {
+    if (n > left() / min_bytes) {
+      fail("a count of " + std::to_string(n) + " items in " + std::to_string(left()) + " bytes");
     }
+    return static_cast<std::size_t>(n);
+  }
+
+  std::string_view take(std::uint64_t n) {
+    const std::size_t size = count(n, 1);
+    const std::string_view out(p_, size);
+    p_ += size;
+    return out;
+  }
+
+  /// A text (major 3) or byte (major 2) string, appended to `out` in one
+  /// piece per chunk.
+  template <typename Out>
+  void read_string(std::uint8_t info, std::uint8_t major, Out& out) {
+    if (info != 31) {
+      const std::string_view bytes = take(argument(info));
+      out.insert(out.end(), bytes.begin(), bytes.end());
+      return;
+    }
+    for (;;) {  // bounded: every chunk takes at least one byte
+      const std::uint8_t initial = byte();
+      if (initial == 0xFF) return;
+      const auto chunk_info = static_cast<std::uint8_t>(initial & 0x1FU);
+      if ((initial >> 5U) != major || chunk_info == 31) {
+        fail("an indefinite-length string chunk that is no definite string of its type");
+      }
+      const std::string_view bytes = take(argument(chunk_info));
+      out.insert(out.end(), bytes.begin(), bytes.end());
+    }
+  }
+
+  void enter(std::size_t depth) const {
+    if (depth >= kMaxDepth) {
+      throw std::invalid_argument("the frame's body nests deeper than " +
+                                  std::to_string(kMaxDepth) + " levels");
+    }
+  }
+
+  /// True (and the byte consumed) if the next byte is the break code.
+  bool at_break() {
+    if (p_ == end_) fail("it ends early");
+    if (static_cast<std::uint8_t>(*p_) != 0xFF) return false;
+    ++p_;
     return true;
   }
 
-  json value_;
-  nlohmann::detail::json_sax_dom_parser<json> dom_;
-  std::size_t body_size_;
-  std::size_t depth_ = 0;
-  bool failed_ = false;
-  bool too_deep_ = false;
+  json array(std::uint8_t info, std::size_t depth) {
+    enter(depth);
+    json out = json::array();
+    auto& elements = out.get_ref<json::array_t&>();
+    if (info == 31) {
+      while (!at_break()) elements.push_back(item(depth + 1));  // each takes a byte
+      return out;
+    }
+    const std::size_t n = count(argument(info), 1);
+    elements.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) elements.push_back(item(depth + 1));
+    return out;
+  }
+
+  json map(std::uint8_t info, std::size_t depth) {
+    enter(depth);
+    json out = json::object();
+    auto& members = out.get_ref<json::object_t&>();
+    const bool indefinite = info == 31;
+    const std::size_t n = indefinite ? 0 : count(argument(info), 2);
+    for (std::size_t i = 0; indefinite || i < n; ++i) {
+      if (indefinite && at_break()) break;
+      const std::uint8_t initial = byte();
+      if ((initial >> 5U) != 3) fail("a map key that is not a text string");
+      std::string key;
+      read_string(static_cast<std::uint8_t>(initial & 0x1FU), 3, key);
+      members[std::move(key)] = item(depth + 1);
+    }
+    return out;
+  }
+
+  json simple(std::uint8_t info) {
+    switch (info) {
+      case 20:
+        return json(false);
+      case 21:
+        return json(true);
+      case 22:
+        return json(nullptr);
+      case 25:
+        return json(half_to_double(static_cast<std::uint16_t>(big_endian(2))));
+      case 26:
+        return json(
+            static_cast<double>(std::bit_cast<float>(static_cast<std::uint32_t>(big_endian(4)))));
+      case 27:
+        return json(std::bit_cast<double>(big_endian(8)));
+      case 31:
+        fail("a break code outside an indefinite-length item");
+      default:
+        fail("the simple value " + std::to_string(info));
+    }
+  }
+
+  static double half_to_double(std::uint16_t half) {
+    const unsigned exponent = (half >> 10U) & 0x1FU;
+    const unsigned mantissa = half & 0x3FFU;
+    double value = 0.0;
+    if (exponent == 0) {
+      value = std::ldexp(mantissa, -24);
+    } else if (exponent == 31) {
+      value = mantissa == 0 ? std::numeric_limits<double>::infinity()
+                            : std::numeric_limits<double>::quiet_NaN();
+    } else {
+      value = std::ldexp(mantissa + 1024, static_cast<int>(exponent) - 25);
+    }
+    return (half & 0x8000U) != 0 ? -value : value;
+  }
+
+  const char* begin_;
+  const char* p_;
+  const char* end_;
 };
 
 }  // namespace
 
+/// At least the size of `value`'s CBOR (9 bytes is the longest head), so
+/// encode_body allocates once: nlohmann appends, and a long string followed
+/// by anything would otherwise be copied again when the output grows.
+std::size_t cbor_size_bound(const nlohmann::json& value) {
+  constexpr std::size_t kHead = 9;
+  switch (value.type()) {
+    case nlohmann::json::value_t::string:
+      return kHead + value.get_ref<const std::string&>().size();
+    case nlohmann::json::value_t::binary:
+      return 2 * kHead + value.get_binary().size();
+    case nlohmann::json::value_t::array: {
+      std::size_t size = kHead;
+      for (const auto& element : value) size += cbor_size_bound(element);
+      return size;
+    }
+    case nlohmann::json::value_t::object: {
+      std::size_t size = kHead;
+      for (const auto& [key, element] : value.get_ref<const nlohmann::json::object_t&>()) {
+        size += kHead + key.size() + cbor_size_bound(element);
+      }
+      return size;
+    }
+    default:
+      return kHead;
+  }
+}
+
 std::string encode_body(const nlohmann::json& value) {
   std::string out;
+  out.reserve(cbor_size_bound(value));
   nlohmann::json::to_cbor(value, nlohmann::detail::output_adapter<char>(out));
   return out;
 }
 
 nlohmann::json decode_body(std::string_view body) {
-  DepthLimitedSax sax(body.size());
-  bool ok = false;
-  try {
-    ok = nlohmann::json::sax_parse(body.begin(), body.end(), &sax,
-                                   nlohmann::json::input_format_t::cbor, /*strict=*/true);
-  } catch (const nlohmann::json::exception& e) {  // anything the guards above missed
-    throw std::invalid_argument(std::string("the frame's body is not acceptable CBOR: ") +
-                                e.what());
-  }
-  if (!ok || sax.failed()) {
-    throw std::invalid_argument(sax.too_deep() ? "the frame's body nests deeper than " +
-                                                     std::to_string(kMaxDepth) + " levels"
-                                               : std::string("the frame's body is not well-formed "
-                                                             "CBOR"));
-  }
-  return sax.take();
+  CborDecoder decoder(body);
+  nlohmann::json value = decoder.item(0);
+  if (!decoder.at_end()) decoder.fail("bytes after the value");
+  return value;
 }
 
 void append_frame(std::string& out, Kind kind, std::uint64_t id, std::uint16_t slot,
@@ -184,31 +383,57 @@ void append_frame(std::string& out, Kind kind, std::uint64_t id, std::uint16_t s
 
 // ------------------------------------------------------------ FrameReader
 
-void FrameReader::compact() {
-  if (start_ == 0) return;
-  if (start_ == data_.size()) {
-    data_.clear();
-    start_ = 0;
-  } else if (start_ >= data_.size() / 2) {
-    data_.erase(0, start_);
-    start_ = 0;
+/// A reader's buffer above this is released once it is empty, so one huge
+/// frame does not pin its size for the worker's lifetime.
+constexpr std::size_t kKeepCapacity = std::size_t{4} << 20U;
+/// The least a read asks for.
+constexpr std::size_t kReadChunk = std::size_t{256} << 10U;
+
+void FrameReader::reserve_more(std::size_t n) {
+  if (start_ == end_) {
+    start_ = end_ = 0;
+    if (capacity_ > kKeepCapacity && n <= kKeepCapacity) {
+      buffer_.reset();
+      capacity_ = 0;
+    }
   }
+  if (capacity_ - end_ >= n) return;
+  const std::size_t unread = end_ - start_;
+  if (capacity_ - unread >= n) {
+    std::memmove(buffer_.get(), buffer_.get() + start_, unread);
+  } else {
+    // Grow geometrically, but never more than kKeepCapacity beyond the need.
+    const std::size_t need = unread + n;
+    const std::size_t capacity = std::max(need, std::min(2 * capacity_, need + kKeepCapacity));
+    auto bigger = std::make_unique_for_overwrite<char[]>(capacity);
+    if (unread > 0) std::memcpy(bigger.get(), buffer_.get() + start_, unread);
+    buffer_ = std::move(bigger);
+    capacity_ = capacity;
+  }
+  start_ = 0;
+  end_ = unread;
 }
 
 FrameReader::Status FrameReader::fill(int fd, std::size_t budget) {
-  compact();
-  constexpr std::size_t kChunk = 256 << 10;
   std::size_t got = 0;
   for (;;) {
-    const std::size_t old = data_.size();
-    data_.resize(old + kChunk);
-    const ssize_t n = ::read(fd, data_.data() + old, kChunk);
-    data_.resize(old + static_cast<std::size_t>(n > 0 ? n : 0));
+    // With a frame's length in, room for all of it: one read can take as
+    // much as the socket has, and the buffer grows once.
+    std::size_t want = kReadChunk;
+    if (end_ - start_ >= 4) {
+      const std::uint64_t length = get_le(buffer_.get() + start_, 4);
+      if (length <= max_body_ + kHeaderAfterLength && 4 + length > end_ - start_) {
+        want = std::max(want, static_cast<std::size_t>(4 + length - (end_ - start_)));
+      }
+    }
+    reserve_more(want);
+    const ssize_t n = ::read(fd, buffer_.get() + end_, want);
     if (n > 0) {
+      end_ += static_cast<std::size_t>(n);
       got += static_cast<std::size_t>(n);
       // A short read means the socket is drained for now; a blocking fd
       // must not be read again (it would block).
-      if (static_cast<std::size_t>(n) < kChunk || got >= budget) return Status::ok;
+      if (static_cast<std::size_t>(n) < want || got >= budget) return Status::ok;
       continue;
     }
     if (n == 0) return got > 0 ? Status::ok : Status::eof;
@@ -219,15 +444,16 @@ FrameReader::Status FrameReader::fill(int fd, std::size_t budget) {
 }
 
 void FrameReader::feed(std::string_view bytes) {
-  compact();
-  data_.append(bytes);
+  reserve_more(bytes.size());
+  if (!bytes.empty()) std::memcpy(buffer_.get() + end_, bytes.data(), bytes.size());
+  end_ += bytes.size();
 }
 
 std::optional<Frame> FrameReader::next() {
   if (!error_.empty()) return std::nullopt;
-  const std::size_t available = data_.size() - start_;
+  const std::size_t available = end_ - start_;
   if (available < 4) return std::nullopt;
-  const char* p = data_.data() + start_;
+  const char* p = buffer_.get() + start_;
   const std::uint64_t length = get_le(p, 4);
   if (length < kHeaderAfterLength) {
     error_ = "a frame length of " + std::to_string(length) + " is shorter than its header";
@@ -289,6 +515,13 @@ OutBuffer::Status OutBuffer::flush(int fd) {
   return Status::done;
 }
 
+void tune_worker_allocator() noexcept {
+#if defined(__GLIBC__)
+  static_cast<void>(::mallopt(M_MMAP_THRESHOLD, 32 << 20));
+  static_cast<void>(::mallopt(M_TRIM_THRESHOLD, 64 << 20));
+#endif
+}
+
 bool write_all(int fd, std::string_view bytes) {
   std::size_t done = 0;
   while (done < bytes.size()) {
@@ -344,13 +577,13 @@ WorkerMessage decode_worker_message(const Frame& frame) {
 }
 
 JobMessage decode_job_message(std::string_view body) {
-  const nlohmann::json j = decode_body(body);
+  nlohmann::json j = decode_body(body);
   if (!j.is_object()) throw std::invalid_argument("a job frame's body is not a map");
   JobMessage m;
   m.job = string_field(j, "job", "a job frame");
   m.label = string_field(j, "label", "a job frame");
-  m.args = field(j, "args", "a job frame");
-  m.ctx = field(j, "ctx", "a job frame");
+  m.args = take_field(j, "args", "a job frame");
+  m.ctx = take_field(j, "ctx", "a job frame");
   const nlohmann::json& progress = field(j, "progress", "a job frame");
   if (!progress.is_boolean()) throw std::invalid_argument("a job frame's 'progress' is no bool");
   m.progress = progress.get<bool>();

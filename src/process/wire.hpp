@@ -16,7 +16,11 @@
 // and reads it back as it is, without UTF-8 validation, so request bodies,
 // header and query values, g strings, arguments, results and error messages
 // cross intact whatever they hold (a reader in another language must read
-// text strings as bytes). Everything that parses bytes from a peer lives in
+// text strings as bytes). Bodies are decoded by a strict decoder of our own
+// (wire.cpp's CborDecoder): strings are copied in one piece, every count is
+// checked against the bytes left, nesting stops at 512 levels, and tags,
+// undefined, reserved values and indefinite-length string chunks that are
+// not definite strings of their type are refused. Everything that parses bytes from a peer lives in
 // this file, so the fuzzer (fuzz/frame_fuzzer.cpp) covers it without
 // sockets, and Step 5 can put the same frames into Redis.
 //
@@ -26,6 +30,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -107,11 +112,18 @@ class FrameReader {
   [[nodiscard]] std::uint64_t oversized() const noexcept { return oversized_; }
 
  private:
-  void compact();
+  /// Room for `n` more bytes at the end: moves the unread bytes to the
+  /// front, or into a bigger buffer. Invalidates frames handed out.
+  void reserve_more(std::size_t n);
 
   std::size_t max_body_;
-  std::string data_;
+  /// Bytes [start_, end_) of buffer_ are read but not yet handed out; the
+  /// buffer is not zero-filled (a 1 MiB frame costs one copy from the
+  /// kernel, nothing more) and is kept between frames up to kKeepCapacity.
+  std::unique_ptr<char[]> buffer_;
+  std::size_t capacity_ = 0;
   std::size_t start_ = 0;
+  std::size_t end_ = 0;
   std::string error_;
   std::uint64_t oversized_ = 0;
 };
@@ -132,6 +144,13 @@ class OutBuffer {
   std::string data_;
   std::size_t start_ = 0;
 };
+
+/// In a worker process (never the host: its allocator is the user's):
+/// keeps payload-sized blocks in the heap (glibc's mmap threshold 32 MiB,
+/// trim threshold 64 MiB) instead of mapping, zeroing and unmapping fresh
+/// pages for every argument and result; that was half a worker's time with
+/// 1 MiB payloads. A no-op without glibc.
+void tune_worker_allocator() noexcept;
 
 /// Writes all of `bytes` to a blocking `fd` (retries EINTR and partial
 /// writes). Returns false if the peer is gone.

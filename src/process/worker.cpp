@@ -162,6 +162,7 @@ int current_worker_fd() noexcept { return channel_fd; }
 void worker_main(int fd, webexec::detail::StartSlot* slots) {
   channel_fd = fd;
   start_slots = slots;
+  tune_worker_allocator();  // wire.hpp: payloads stay in the heap
   Channel channel(fd);
   FrameReader reader(kMaxPayloadCeiling);
   for (;;) {
