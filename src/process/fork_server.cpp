@@ -31,6 +31,7 @@
 #include <system_error>
 #include <vector>
 
+#include "webexec/detail/mutex.hpp"
 #include "webexec/detail/process_pool.hpp"
 #include "webexec/errors.hpp"
 #include "webexec/job_registry.hpp"
@@ -75,14 +76,15 @@ enum class Mode {
 // Host-side state of the fork server. Everything but jobs_known is guarded
 // by mutex.
 struct ForkServer {
-  std::mutex mutex;
-  Mode mode = Mode::none;
-  int control = -1;
-  pid_t pid = -1;
-  int pidfd = -1;                 // the fork server's, -1 if pidfd_open failed
-  std::set<pid_t> workers;        // started by the current fork server, not reaped
-  std::set<pid_t> orphans;        // started by a dead one (reaped by init)
-  std::vector<std::string> argv;  // for re-execution
+  webexec::detail::Mutex mutex;
+  Mode mode WEBEXEC_GUARDED_BY(mutex) = Mode::none;
+  int control WEBEXEC_GUARDED_BY(mutex) = -1;
+  pid_t pid WEBEXEC_GUARDED_BY(mutex) = -1;
+  int pidfd WEBEXEC_GUARDED_BY(mutex) = -1;  // the fork server's, -1 if pidfd_open failed
+  // Started by the current fork server, not reaped.
+  std::set<pid_t> workers WEBEXEC_GUARDED_BY(mutex);
+  std::set<pid_t> orphans WEBEXEC_GUARDED_BY(mutex);  // started by a dead one (reaped by init)
+  std::vector<std::string> argv WEBEXEC_GUARDED_BY(mutex);  // for re-execution
   std::atomic<std::uint64_t> jobs_known{0};
 };
 
@@ -285,9 +287,11 @@ void flush_stdio() {
 // A child forked from the host (not by webexec) must not talk to the
 // parent's fork server, nor keep its control socket open (the fork server
 // exits when the host's end closes).
-void forget_fork_server_in_child() {
+// Not analysed: it runs in a child just after fork(), alone, where the lock
+// may be held by a thread that no longer exists; it is remade, not taken.
+void forget_fork_server_in_child() WEBEXEC_NO_THREAD_SAFETY_ANALYSIS {
   ForkServer& s = server();
-  new (&s.mutex) std::mutex();  // the lock may have been held at fork
+  new (&s.mutex) webexec::detail::Mutex();  // the lock may have been held at fork
   if (s.control >= 0) ::close(s.control);
   if (s.pidfd >= 0) ::close(s.pidfd);
   s.control = -1;
@@ -335,7 +339,7 @@ std::vector<std::string> read_command_line() {
   return argv;
 }
 
-void adopt_locked(ForkServer& s, int control, pid_t pid) {
+void adopt_locked(ForkServer& s, int control, pid_t pid) WEBEXEC_REQUIRES(s.mutex) {
   s.control = control;
   s.pid = pid;
   s.pidfd = open_pidfd(pid);
@@ -359,7 +363,7 @@ void kill_and_reap_server(pid_t pid, int pidfd) {
 /// Re-executes this program (posix_spawn of /proc/self/exe with the same
 /// command line) as a fork server, and waits for its hello. Safe in a host
 /// that runs any number of threads: nothing of the host is copied.
-void launch_reexec_locked(ForkServer& s) {
+void launch_reexec_locked(ForkServer& s) WEBEXEC_REQUIRES(s.mutex) {
   int pair[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
     throw std::system_error(errno, std::generic_category(), "socketpair for the fork server");
@@ -450,7 +454,7 @@ void launch_reexec_locked(ForkServer& s) {
 }
 
 /// Forks the fork server from this (single-threaded) host.
-void launch_forked_locked(ForkServer& s) {
+void launch_forked_locked(ForkServer& s) WEBEXEC_REQUIRES(s.mutex) {
   int pair[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
     throw std::system_error(errno, std::generic_category(), "socketpair for the fork server");
@@ -472,7 +476,7 @@ void launch_forked_locked(ForkServer& s) {
 }
 
 /// Starts a new fork server after the last one died.
-void relaunch_locked(ForkServer& s) {
+void relaunch_locked(ForkServer& s) WEBEXEC_REQUIRES(s.mutex) {
   if (s.mode == Mode::reexec) {
     launch_reexec_locked(s);
     return;
@@ -490,7 +494,7 @@ void relaunch_locked(ForkServer& s) {
 
 /// The fork server stopped answering: forget it, make sure it is dead and
 /// reaped, and kill what its workers started (they die with it).
-void forget_dead_server_locked(ForkServer& s) {
+void forget_dead_server_locked(ForkServer& s) WEBEXEC_REQUIRES(s.mutex) {
   if (s.control >= 0) ::close(s.control);
   s.control = -1;
   kill_and_reap_server(s.pid, s.pidfd);
@@ -508,7 +512,8 @@ void forget_dead_server_locked(ForkServer& s) {
 /// One request and its reply; nullopt if the fork server is dead (the
 /// channel broke). Throws nothing.
 std::optional<Reply> try_exchange_locked(ForkServer& s, const Request& request,
-                                         std::array<int, kMaxReplyFds>* fds_out) {
+                                         std::array<int, kMaxReplyFds>* fds_out)
+    WEBEXEC_REQUIRES(s.mutex) {
   if (s.control < 0) return std::nullopt;
   while (::send(s.control, &request, sizeof request, MSG_NOSIGNAL) < 0) {
     if (errno != EINTR) return std::nullopt;
@@ -563,7 +568,7 @@ int thread_count() noexcept {
 void start_fork_server() {
   become_fork_server_if_asked();  // in a re-executed fork server: never returns
   ForkServer& s = server();
-  const std::lock_guard lock(s.mutex);
+  const webexec::detail::MutexLock lock(s.mutex);
   if (s.mode != Mode::none) return;
   check_single_threaded();
   install_atfork_once();
@@ -586,7 +591,7 @@ namespace detail {
 void start_fork_server_from_init_app() {
   become_fork_server_if_asked();
   ForkServer& s = server();
-  const std::lock_guard lock(s.mutex);
+  const webexec::detail::MutexLock lock(s.mutex);
   if (s.mode != Mode::none) return;
   check_single_threaded();
   install_atfork_once();
@@ -603,7 +608,7 @@ void start_fork_server_from_init_app() {
 
 SpawnedWorker spawn_worker() {
   ForkServer& s = server();
-  const std::lock_guard lock(s.mutex);
+  const webexec::detail::MutexLock lock(s.mutex);
   if (s.mode == Mode::none) throw InvalidStateError("the fork server is not running");
   std::array<int, kMaxReplyFds> fds{-1, -1, -1};
   std::optional<Reply> reply;
@@ -638,7 +643,7 @@ SpawnedWorker spawn_worker() {
 
 int reap_worker(pid_t pid) {
   ForkServer& s = server();
-  const std::lock_guard lock(s.mutex);
+  const webexec::detail::MutexLock lock(s.mutex);
   if (s.orphans.erase(pid) != 0) return kLostWithForkServer;
   if (s.workers.count(pid) == 0) return -1;
   const auto reply = try_exchange_locked(s, Request{'W', pid}, nullptr);
@@ -683,7 +688,7 @@ std::uint64_t jobs_known_to_workers() noexcept { return server().jobs_known.load
 
 pid_t fork_server_pid() noexcept {
   ForkServer& s = server();
-  const std::lock_guard lock(s.mutex);
+  const webexec::detail::MutexLock lock(s.mutex);
   return s.pid;
 }
 

@@ -88,7 +88,7 @@ class ProcessTaskState final : public ResultState<R> {
   /// cancelled meanwhile (then it must not be sent).
   static bool attach_slot(StateBase& state, StartSlot* slot) noexcept {
     auto& self = static_cast<ProcessTaskState&>(state);
-    const std::lock_guard lock(self.slot_lock_);
+    const SpinLockGuard lock(self.slot_lock_);
     if (self.state() != FutureState::pending) return false;
     slot->store(kSlotPending, std::memory_order_release);
     self.slot_ = slot;
@@ -99,14 +99,14 @@ class ProcessTaskState final : public ResultState<R> {
   /// worker died).
   static void detach_slot(StateBase& state) noexcept {
     auto& self = static_cast<ProcessTaskState&>(state);
-    const std::lock_guard lock(self.slot_lock_);
+    const SpinLockGuard lock(self.slot_lock_);
     self.slot_ = nullptr;
   }
 
   bool cancel() noexcept override {
     typename ResultState<R>::CancelStep step = ResultState<R>::CancelStep::refused;
     {
-      const std::lock_guard lock(slot_lock_);
+      const SpinLockGuard lock(slot_lock_);
       if (slot_ != nullptr) {
         // Revoked: the dispatcher took it back (and is detaching the slot);
         // it waits in the pool's queue again, where it is cancelled below.
@@ -125,7 +125,7 @@ class ProcessTaskState final : public ResultState<R> {
  private:
   TaskContext ctx_;
   SpinLock slot_lock_;
-  StartSlot* slot_ = nullptr;  // guarded by slot_lock_
+  StartSlot* slot_ WEBEXEC_GUARDED_BY(slot_lock_) = nullptr;
 };
 
 /// One job on its way to a worker process.
