@@ -141,7 +141,10 @@ nlohmann::json app_to_json(const App& app) {
 }
 
 nlohmann::json context_to_json(const TaskContext& ctx, const nlohmann::json* app_json) {
-  nlohmann::json out;
+  // An object from the start: operator[] on a null json makes it an object before
+  // allocating the map, so a failed allocation left an object with no map (nlohmann's
+  // invariant assertion then aborted in debug builds).
+  nlohmann::json out = nlohmann::json::object();
   if (const App* app = ctx.app()) {
     out["app"] = app_json != nullptr ? *app_json : app_to_json(*app);
   } else {

@@ -4,7 +4,6 @@
 // executor names (issue 9 item 17). Every rejected config throws before any
 // pool or worker process starts.
 #include <cstdint>
-#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -23,11 +22,9 @@
 
 namespace {
 
+using webexec_test::core::contains;
 using webexec_test::core::message_of;
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
+using webexec_test::core::ScopedEnv;
 
 TEST(ExecutorConfigTest, TaskTimeoutBelowOneMillisecondIsRejected) {
   // '1e-12' used to become a 0 s limit that killed every job.
@@ -125,19 +122,6 @@ class LogCapture {
  private:
   std::mutex mutex_;
   std::vector<std::string> lines_;
-};
-
-class ScopedEnv {
- public:
-  ScopedEnv(std::string name, const std::string& value) : name_(std::move(name)) {
-    ::setenv(name_.c_str(), value.c_str(), 1);
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-  ~ScopedEnv() { ::unsetenv(name_.c_str()); }
-
- private:
-  std::string name_;
 };
 
 TEST(ExecutorConfigTest, MisspeltAppConfigKeysWarnNamingTheNearestKey) {

@@ -39,8 +39,10 @@
 namespace {
 
 using namespace std::chrono_literals;
+using webexec_test::core::contains;
 using webexec_test::core::Gate;
 using webexec_test::core::message_of;
+using webexec_test::core::ScopedEnv;
 using webexec_test::core::ScopedErrorHandler;
 using webexec_test::core::TestRequest;
 using webexec_test::core::threads_named;
@@ -143,24 +145,6 @@ class ReportLog {
   std::condition_variable changed_;
   std::vector<webexec::ErrorReport> reports_;
 };
-
-/// Sets an environment variable for one test.
-class ScopedEnv {
- public:
-  ScopedEnv(std::string name, const std::string& value) : name_(std::move(name)) {
-    ::setenv(name_.c_str(), value.c_str(), 1);
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-  ~ScopedEnv() { ::unsetenv(name_.c_str()); }
-
- private:
-  std::string name_;
-};
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 /// What a task or callback can see of its context, as one line.
 std::string describe_context() {

@@ -7,6 +7,9 @@
 # 3. Configures, builds and runs tests/package/consumer against the moved prefix with
 #    find_package(webexec CONFIG REQUIRED), using the same generator, compiler, build
 #    type and (sanitizer) flags as the build under test.
+# 4. Does the same with tests/package/core_consumer, which uses webexec::core alone
+#    with pkg-config hidden (CMAKE_DISABLE_FIND_PACKAGE_PkgConfig): once with
+#    COMPONENTS core, once with no components.
 #
 # Inputs (-D): WEBEXEC_BUILD_DIR, WEBEXEC_SOURCE_DIR, CONSUMER_SOURCE_DIR, WORK_DIR,
 # CONFIG, GENERATOR, MAKE_PROGRAM, CXX_COMPILER, CXX_FLAGS, EXE_LINKER_FLAGS,
@@ -32,7 +35,6 @@ endfunction()
 
 set(_install_prefix "${WORK_DIR}/install/prefix")
 set(_moved_prefix "${WORK_DIR}/relocated/moved-prefix")
-set(_consumer_build "${WORK_DIR}/consumer-build")
 
 file(REMOVE_RECURSE "${WORK_DIR}")
 file(MAKE_DIRECTORY "${WORK_DIR}/install" "${WORK_DIR}/relocated")
@@ -70,9 +72,9 @@ foreach(_file IN LISTS _package_files)
 endforeach()
 # Target properties may only use paths relative to the package (${_IMPORT_PREFIX}); a
 # literal absolute path (e.g. a hard-coded CMAKE_INSTALL_PREFIX) breaks relocation.
-file(GLOB_RECURSE _target_files "${_moved_prefix}/webexecTargets*.cmake")
+file(GLOB_RECURSE _target_files "${_moved_prefix}/webexec*Targets*.cmake")
 if(NOT _target_files)
-  message(FATAL_ERROR "package check: webexecTargets.cmake was not installed")
+  message(FATAL_ERROR "package check: no webexec*Targets.cmake was installed")
 endif()
 foreach(_file IN LISTS _target_files)
   file(STRINGS "${_file}" _property_lines REGEX "^[ \t]*(INTERFACE|IMPORTED)_[A-Z_]+[ \t]")
@@ -84,31 +86,47 @@ foreach(_file IN LISTS _target_files)
   endforeach()
 endforeach()
 
-# 3. Configure, build and run the consumer against the moved prefix.
-set(_configure_args
-  -S "${CONSUMER_SOURCE_DIR}"
-  -B "${_consumer_build}"
-  -G "${GENERATOR}"
-  "-DCMAKE_PREFIX_PATH=${_moved_prefix}"
-  "-DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF"
-  "-DCMAKE_CXX_FLAGS=${CXX_FLAGS}"
-  "-DCMAKE_EXE_LINKER_FLAGS=${EXE_LINKER_FLAGS}"
-  "-DCMAKE_SHARED_LINKER_FLAGS=${SHARED_LINKER_FLAGS}"
-  "-DWEBEXEC_EXPECTED_PREFIX=${_moved_prefix}"
-)
-if(NOT "${CXX_COMPILER}" STREQUAL "")
-  list(APPEND _configure_args "-DCMAKE_CXX_COMPILER=${CXX_COMPILER}")
-endif()
-if(NOT "${MAKE_PROGRAM}" STREQUAL "")
-  list(APPEND _configure_args "-DCMAKE_MAKE_PROGRAM=${MAKE_PROGRAM}")
-endif()
-if(NOT "${CONFIG}" STREQUAL "")
-  list(APPEND _configure_args "-DCMAKE_BUILD_TYPE=${CONFIG}")
-endif()
+# consumer_check(<name> <source dir> <executable> [<extra configure args>...]):
+# configures, builds and runs one consumer project against the moved prefix.
+function(consumer_check name source_dir executable)
+  set(_build "${WORK_DIR}/${name}-build")
+  set(_configure_args
+    -S "${source_dir}"
+    -B "${_build}"
+    -G "${GENERATOR}"
+    "-DCMAKE_PREFIX_PATH=${_moved_prefix}"
+    "-DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF"
+    "-DCMAKE_CXX_FLAGS=${CXX_FLAGS}"
+    "-DCMAKE_EXE_LINKER_FLAGS=${EXE_LINKER_FLAGS}"
+    "-DCMAKE_SHARED_LINKER_FLAGS=${SHARED_LINKER_FLAGS}"
+    "-DWEBEXEC_EXPECTED_PREFIX=${_moved_prefix}"
+    ${ARGN}
+  )
+  if(NOT "${CXX_COMPILER}" STREQUAL "")
+    list(APPEND _configure_args "-DCMAKE_CXX_COMPILER=${CXX_COMPILER}")
+  endif()
+  if(NOT "${MAKE_PROGRAM}" STREQUAL "")
+    list(APPEND _configure_args "-DCMAKE_MAKE_PROGRAM=${MAKE_PROGRAM}")
+  endif()
+  if(NOT "${CONFIG}" STREQUAL "")
+    list(APPEND _configure_args "-DCMAKE_BUILD_TYPE=${CONFIG}")
+  endif()
 
-run_step("configure the consumer" COMMAND "${CMAKE_COMMAND}" ${_configure_args})
-run_step("build the consumer"
-  COMMAND "${CMAKE_COMMAND}" --build "${_consumer_build}" ${_config_args})
-run_step("run the consumer" COMMAND "${_consumer_build}/bin/webexec_consumer")
+  run_step("configure ${name}" COMMAND "${CMAKE_COMMAND}" ${_configure_args})
+  run_step("build ${name}" COMMAND "${CMAKE_COMMAND}" --build "${_build}" ${_config_args})
+  run_step("run ${name}" COMMAND "${_build}/bin/${executable}")
+endfunction()
+
+# 3. The full consumer: find_package(webexec CONFIG REQUIRED), links webexec::webexec.
+consumer_check(consumer "${CONSUMER_SOURCE_DIR}" webexec_consumer)
+
+# 4. Core-only consumers with pkg-config hidden (so cpp-httplib cannot be found):
+#    find_package(webexec COMPONENTS core) and find_package(webexec) with no components
+#    must both succeed without the httplib component's dependencies.
+set(_core_consumer_dir "${CMAKE_CURRENT_LIST_DIR}/core_consumer")
+consumer_check(core-consumer "${_core_consumer_dir}" webexec_core_consumer
+  "-DCMAKE_DISABLE_FIND_PACKAGE_PkgConfig=ON" "-DWEBEXEC_CONSUMER_COMPONENTS=core")
+consumer_check(core-consumer-no-components "${_core_consumer_dir}" webexec_core_consumer
+  "-DCMAKE_DISABLE_FIND_PACKAGE_PkgConfig=ON" "-DWEBEXEC_CONSUMER_COMPONENTS=")
 
 message(STATUS "package check: OK")
