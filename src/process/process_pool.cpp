@@ -211,7 +211,7 @@ class ProcessPool::Impl {
     // only, and the dispatcher never serialises.
     try {
       job->request["limit"] = options_.max_payload;
-      job->body = wire::encode_body(job->request);
+      job->body = std::make_shared<const std::string>(wire::encode_body(job->request));
     } catch (...) {
       fail(*job, std::make_exception_ptr(std::invalid_argument(
                      "job '" + job->name + "' cannot be encoded for a worker process: " +
@@ -219,9 +219,9 @@ class ProcessPool::Impl {
       return;
     }
     job->request = nlohmann::json();
-    if (job->body.size() > options_.max_payload) {
+    if (job->body->size() > options_.max_payload) {
       fail(*job, std::make_exception_ptr(PayloadTooLargeError(
-                     "job '" + job->name + "' is " + std::to_string(job->body.size()) +
+                     "job '" + job->name + "' is " + std::to_string(job->body->size()) +
                      " bytes encoded (arguments and context), over EXECUTOR_MAX_PAYLOAD = " +
                      std::to_string(options_.max_payload) + " bytes; nothing ran")));
       return;
@@ -388,7 +388,7 @@ class ProcessPool::Impl {
     if (!job->attach_slot(*job->state, &w->slots[slot])) return;  // cancelled
     job->id = next_id_++;
     const auto slot16 = static_cast<std::uint16_t>(slot);
-    wire::append_frame(w->out.data(), wire::Kind::job, job->id, slot16, job->body);
+    w->out.push(wire::frame_header(wire::Kind::job, job->id, slot16, job->body->size()), job->body);
     if (w->jobs.empty()) w->waiting_since = Clock::now();  // it waits for the answer from now
     const std::uint64_t id = job->id;
     w->jobs.push_back(Sent{std::move(job), id, slot16, false});
@@ -404,7 +404,7 @@ class ProcessPool::Impl {
 
   void mark_unreachable(Worker* w) {
     w->unreachable = true;
-    w->out.data().clear();
+    w->out.clear();
     webexec::process::detail::kill_worker(w->pid);  // and what its jobs started
   }
 

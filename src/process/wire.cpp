@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cerrno>
 #include <cmath>
@@ -365,20 +366,67 @@ nlohmann::json decode_body(std::string_view body) {
   return value;
 }
 
-void append_frame(std::string& out, Kind kind, std::uint64_t id, std::uint16_t slot,
-                  std::string_view body) {
-  if (body.size() > kMaxPayloadCeiling) {
-    throw std::length_error("a frame body of " + std::to_string(body.size()) +
+namespace {
+
+void check_body_size(std::size_t size) {
+  if (size > kMaxPayloadCeiling) {
+    throw std::length_error("a frame body of " + std::to_string(size) +
                             " bytes is over the wire's ceiling of " +
                             std::to_string(kMaxPayloadCeiling) + " bytes");
   }
-  out.reserve(out.size() + kHeaderSize + body.size());
-  put_le(out, kHeaderAfterLength + body.size(), 4);
+}
+
+void put_header(std::string& out, Kind kind, std::uint64_t id, std::uint16_t slot,
+                std::size_t body_size) {
+  put_le(out, kHeaderAfterLength + body_size, 4);
   out.push_back(static_cast<char>(kWireVersion));
   out.push_back(static_cast<char>(kind));
   put_le(out, slot, 2);
   put_le(out, id, 8);
+}
+
+}  // namespace
+
+void append_frame(std::string& out, Kind kind, std::uint64_t id, std::uint16_t slot,
+                  std::string_view body) {
+  check_body_size(body.size());
+  out.reserve(out.size() + kHeaderSize + body.size());
+  put_header(out, kind, id, slot, body.size());
   out.append(body);
+}
+
+std::string frame_header(Kind kind, std::uint64_t id, std::uint16_t slot, std::size_t body_size) {
+  check_body_size(body_size);
+  std::string out;
+  out.reserve(kHeaderSize);
+  put_header(out, kind, id, slot, body_size);
+  return out;
+}
+
+OutFrame encode_frame(Kind kind, std::uint64_t id, const nlohmann::json& value) {
+  OutFrame frame;
+  std::string& out = frame.head;
+  if (value.is_string() && value.get_ref<const std::string&>().size() >= kDirectTail) {
+    // What to_cbor writes for a text string: major type 3, the shortest
+    // length argument (4 or 8 bytes here), then the bytes.
+    frame.tail = value.get_ref<const std::string&>();
+    const std::uint64_t n = frame.tail.size();
+    const std::size_t argument = n <= 0xFFFFFFFFU ? 4 : 8;
+    check_body_size(1 + argument + n);
+    put_header(out, kind, id, 0, 1 + argument + n);
+    out.push_back(static_cast<char>(argument == 4 ? 0x7A : 0x7B));
+    for (std::size_t i = argument; i-- > 0;)
+      out.push_back(static_cast<char>((n >> (8 * i)) & 0xFFU));
+    return frame;
+  }
+  out.reserve(kHeaderSize + cbor_size_bound(value));
+  put_header(out, kind, id, 0, 0);  // the length is set below
+  nlohmann::json::to_cbor(value, nlohmann::detail::output_adapter<char>(out));
+  const std::size_t body_size = out.size() - kHeaderSize;
+  check_body_size(body_size);
+  const std::uint64_t length = kHeaderAfterLength + body_size;
+  for (std::size_t i = 0; i < 4; ++i) out[i] = static_cast<char>((length >> (8 * i)) & 0xFFU);
+  return frame;
 }
 
 // ------------------------------------------------------------ FrameReader
@@ -491,27 +539,67 @@ std::optional<Frame> FrameReader::next() {
 
 // ------------------------------------------------------------ OutBuffer
 
-OutBuffer::Status OutBuffer::flush(int fd) {
-  while (start_ < data_.size()) {
-    const ssize_t n =
-        ::send(fd, data_.data() + start_, data_.size() - start_, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) {
-      start_ += static_cast<std::size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      // Keep the buffer from growing without bound at the front.
-      if (start_ > (1U << 20U) && start_ >= data_.size() / 2) {
-        data_.erase(0, start_);
-        start_ = 0;
-      }
-      return Status::pending;
-    }
-    return Status::error;
+/// Bodies up to this size are copied into the buffer (cheaper than a chunk
+/// of their own); larger ones are queued by reference.
+constexpr std::size_t kCopyBelow = std::size_t{64} << 10U;
+/// At most this many chunks per sendmsg().
+constexpr std::size_t kMaxIov = 64;
+
+void OutBuffer::append_owned(std::string_view bytes) {
+  if (chunks_.empty() || chunks_.back().shared) chunks_.emplace_back();
+  chunks_.back().owned.append(bytes);
+  size_ += bytes.size();
+}
+
+void OutBuffer::push(std::string_view header, const std::shared_ptr<const std::string>& body) {
+  append_owned(header);
+  if (body->size() < kCopyBelow) {
+    append_owned(*body);
+    return;
   }
-  data_.clear();
+  chunks_.push_back(Chunk{{}, body});
+  size_ += body->size();
+}
+
+void OutBuffer::clear() noexcept {
+  chunks_.clear();
   start_ = 0;
+  size_ = 0;
+}
+
+OutBuffer::Status OutBuffer::flush(int fd) {
+  while (!chunks_.empty()) {
+    std::array<iovec, kMaxIov> iov{};
+    std::size_t count = 0;
+    for (const Chunk& chunk : chunks_) {
+      if (count == kMaxIov) break;
+      const std::string_view bytes = chunk.bytes().substr(count == 0 ? start_ : 0);
+      // sendmsg() only reads through iov_base.
+      iov[count].iov_base =
+          const_cast<char*>(bytes.data());  // NOLINT(cppcoreguidelines-pro-type-const-cast)
+      iov[count].iov_len = bytes.size();
+      ++count;
+    }
+    msghdr message{};
+    message.msg_iov = iov.data();
+    message.msg_iovlen = count;
+    const ssize_t n = ::sendmsg(fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Status::pending;
+    if (n <= 0) return Status::error;
+    auto written = static_cast<std::size_t>(n);
+    size_ -= written;
+    while (written > 0) {
+      const std::size_t rest = chunks_.front().bytes().size() - start_;
+      if (written < rest) {
+        start_ += written;
+        break;
+      }
+      written -= rest;
+      chunks_.pop_front();
+      start_ = 0;
+    }
+  }
   return Status::done;
 }
 

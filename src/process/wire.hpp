@@ -30,6 +30,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -83,6 +84,28 @@ nlohmann::json decode_body(std::string_view body);
 void append_frame(std::string& out, Kind kind, std::uint64_t id, std::uint16_t slot,
                   std::string_view body);
 
+/// The kHeaderSize bytes that precede a body of `body_size` bytes. Throws
+/// `std::length_error` if the body is over kMaxPayloadCeiling.
+std::string frame_header(Kind kind, std::uint64_t id, std::uint16_t slot, std::size_t body_size);
+
+/// One frame whose body is the CBOR of a value: the bytes `head` and then
+/// `tail`. `tail` is empty, or points into the encoded value (a text
+/// string of kDirectTail bytes or more), whose bytes are then sent from
+/// where they are instead of being copied.
+struct OutFrame {
+  std::string head;
+  std::string_view tail;
+  [[nodiscard]] std::size_t body_size() const noexcept {
+    return head.size() + tail.size() - kHeaderSize;
+  }
+};
+inline constexpr std::size_t kDirectTail = std::size_t{64} << 10U;
+
+/// The frame whose body is the CBOR of `value`, encoded straight behind
+/// the header; a long string's bytes stay in `value` (which must outlive
+/// the frame). Throws what encode_body and append_frame throw.
+OutFrame encode_frame(Kind kind, std::uint64_t id, const nlohmann::json& value);
+
 /// Cuts a byte stream into frames. Not thread-safe.
 class FrameReader {
  public:
@@ -128,21 +151,41 @@ class FrameReader {
   std::uint64_t oversized_ = 0;
 };
 
-/// Bytes waiting to be written to a non-blocking socket. Not thread-safe.
+/// Bytes waiting to be written to a non-blocking socket: a queue of
+/// chunks written with one sendmsg() per flush. Small frames are appended
+/// to the last chunk; a large body is queued by reference (a shared_ptr,
+/// the job keeps it for a retry elsewhere), so it is never copied in user
+/// space. Not thread-safe.
 class OutBuffer {
  public:
   enum class Status { done, pending, error };
 
-  [[nodiscard]] bool empty() const noexcept { return start_ == data_.size(); }
-  [[nodiscard]] std::size_t size() const noexcept { return data_.size() - start_; }
-  std::string& data() noexcept { return data_; }
+  [[nodiscard]] bool empty() const noexcept { return chunks_.empty(); }
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+
+  /// Queues one frame: `header` (frame_header()) and then `body`.
+  void push(std::string_view header, const std::shared_ptr<const std::string>& body);
+
+  /// Drops everything not yet written.
+  void clear() noexcept;
 
   /// Writes as much as `fd` takes without blocking.
   Status flush(int fd);
 
  private:
-  std::string data_;
-  std::size_t start_ = 0;
+  struct Chunk {
+    std::string owned;                          ///< copied bytes (small frames)
+    std::shared_ptr<const std::string> shared;  ///< or a large body, by reference
+    [[nodiscard]] std::string_view bytes() const noexcept {
+      return shared ? std::string_view(*shared) : std::string_view(owned);
+    }
+  };
+  /// Appends copied bytes to the last chunk if it is an owned one.
+  void append_owned(std::string_view bytes);
+
+  std::deque<Chunk> chunks_;
+  std::size_t start_ = 0;  ///< bytes of the front chunk already written
+  std::size_t size_ = 0;   ///< bytes queued and not yet written
 };
 
 /// In a worker process (never the host: its allocator is the user's):

@@ -53,11 +53,13 @@ class Channel {
     static_cast<void>(flush_nonblocking());
   }
 
-  /// Sends `frame` after whatever is pending. False if the host is gone.
-  bool send(std::string_view frame) {
+  /// Sends `frame` (and then `tail`) after whatever is pending. False if
+  /// the host is gone.
+  bool send(std::string_view frame, std::string_view tail = {}) {
     const webexec::detail::MutexLock lock(mutex_);
     const bool ok = write_all(fd_, std::string_view(out_).substr(start_)) &&
-                    write_all(fd_, latest_progress_) && write_all(fd_, frame);
+                    write_all(fd_, latest_progress_) && write_all(fd_, frame) &&
+                    write_all(fd_, tail);
     out_.clear();
     start_ = 0;
     latest_progress_.clear();
@@ -189,26 +191,27 @@ void worker_main(int fd, webexec::detail::StartSlot* slots) {
     if (!channel.send(frame(Kind::started, id))) ::_exit(0);
     running_job_id = id;
     std::uint64_t limit = kDefaultMaxPayload;
-    std::string reply;
+    nlohmann::json result;  // a long string result is sent from here
+    OutFrame reply;
     try {
       const JobMessage request = decode_job_message(next->body);  // before the next fill()
       limit = request.limit;
-      std::string body = encode_body(run_request(channel, id, request));
-      if (body.size() > limit) {
+      result = run_request(channel, id, request);
+      reply = encode_frame(Kind::result, id, result);
+      if (const std::size_t size = reply.body_size(); size > limit) {
         throw PayloadTooLargeError(
-            "the result of job '" + request.job + "' is " + std::to_string(body.size()) +
+            "the result of job '" + request.job + "' is " + std::to_string(size) +
             " bytes encoded, over EXECUTOR_MAX_PAYLOAD = " + std::to_string(limit) + " bytes");
       }
-      reply = frame(Kind::result, id, body);
     } catch (...) {
       try {
-        reply = error_frame(id, std::current_exception(), limit);
+        reply = OutFrame{error_frame(id, std::current_exception(), limit), {}};
       } catch (...) {
         ::_exit(4);  // out of memory even for the message: the host says the job died
       }
     }
     running_job_id = 0;
-    if (!channel.send(reply)) ::_exit(0);
+    if (!channel.send(reply.head, reply.tail)) ::_exit(0);
   }
 }
 

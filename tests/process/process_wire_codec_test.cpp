@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -222,6 +223,58 @@ TEST(ProcessWireCodecTest, FrameReaderReadsAnEightMiBFrameFromASocket) {
   ::close(fds[0]);
   ASSERT_EQ(sizes.size(), 3U);
   EXPECT_EQ(sizes[1], wire::encode_body(std::string(8U << 20U, 'b')).size());
+}
+
+// encode_frame (the worker's result frames) writes exactly the bytes of
+// append_frame(encode_body(...)), with a long string's bytes left in place.
+TEST(ProcessWireCodecTest, EncodeFrameWritesWhatAppendFrameWrites) {
+  std::string long_text;
+  for (std::size_t i = 0; i < wire::kDirectTail / 256 + 1; ++i) long_text += all_bytes();
+  const std::vector<json> values = {json(long_text), json(std::string(10, 'x')),
+                                    json::array({long_text}), json(42), json(nullptr)};
+  for (const json& value : values) {
+    const wire::OutFrame frame = wire::encode_frame(wire::Kind::result, 7, value);
+    std::string expected;
+    wire::append_frame(expected, wire::Kind::result, 7, 0, wire::encode_body(value));
+    EXPECT_EQ(frame.head + std::string(frame.tail), expected) << value.type_name();
+    EXPECT_EQ(frame.body_size(), expected.size() - wire::kHeaderSize);
+    EXPECT_EQ(frame.tail.empty(),
+              !value.is_string() || value.get_ref<const std::string&>().size() < wire::kDirectTail);
+  }
+}
+
+// OutBuffer sends queued frames in order, large bodies by reference, over a
+// socket that takes them in pieces.
+TEST(ProcessWireCodecTest, OutBufferSendsFramesInOrderInPieces) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+  const auto big = std::make_shared<const std::string>(std::string(3U << 20U, 'q'));
+  const auto small = std::make_shared<const std::string>(all_bytes());
+  wire::OutBuffer out;
+  std::string expected;
+  for (std::uint64_t id = 1; id <= 3; ++id) {
+    const auto& body = id == 2 ? big : small;
+    const std::string header = wire::frame_header(wire::Kind::job, id, 1, body->size());
+    out.push(header, body);
+    expected += header + *body;
+  }
+  EXPECT_EQ(out.size(), expected.size());
+  std::string got;
+  std::vector<char> chunk(64U << 10U);
+  // Bounded: each round moves at least one byte while anything is left.
+  for (std::size_t round = 0; round <= expected.size() && got.size() < expected.size(); ++round) {
+    ASSERT_NE(out.flush(fds[0]), wire::OutBuffer::Status::error);
+    const ssize_t n = ::read(fds[1], chunk.data(), chunk.size());
+    if (n > 0) got.append(chunk.data(), static_cast<std::size_t>(n));
+  }
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(out.size(), 0U);
+  EXPECT_TRUE(got == expected);
+  out.push(wire::frame_header(wire::Kind::job, 4, 0, big->size()), big);
+  out.clear();
+  EXPECT_TRUE(out.empty());
+  ::close(fds[0]);
+  ::close(fds[1]);
 }
 
 }  // namespace

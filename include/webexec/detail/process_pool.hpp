@@ -22,6 +22,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -68,14 +69,21 @@ class ProcessTaskState final : public ResultState<R> {
 
   TaskContext* task_context() noexcept override { return &ctx_; }
 
-  /// Completes a running state with the job's JSON result.
-  static void complete(StateBase& state, const nlohmann::json& result) {
+  /// Completes a running state with the job's JSON result, which it may
+  /// move from (a string result is moved out, not copied).
+  static void complete(StateBase& state, nlohmann::json& result) {
     auto& self = static_cast<ProcessTaskState&>(state);
     if (!self.try_claim()) return;
     if constexpr (std::is_void_v<R>) {
       self.finish_with_value();
     } else {
       try {
+        if constexpr (std::is_same_v<R, std::string>) {
+          if (result.is_string()) {
+            self.finish_with_value(std::move(result.get_ref<std::string&>()));
+            return;
+          }
+        }
         R value = result.get<R>();
         self.finish_with_value(std::move(value));
       } catch (...) {
@@ -137,12 +145,14 @@ struct ProcessJob {
     if (state != nullptr) state->release();
   }
 
-  std::string name;            ///< the registered job
-  nlohmann::json request;      ///< {"job", "args", "ctx", "label", "progress"}
-  std::string body;            ///< `request` encoded by submit() (the job frame's body)
+  std::string name;        ///< the registered job
+  nlohmann::json request;  ///< {"job", "args", "ctx", "label", "progress"}
+  /// `request` encoded by submit(): the job frame's body, shared with the
+  /// worker's out-buffer while it is being sent (a retry elsewhere resends it).
+  std::shared_ptr<const std::string> body;
   int losses = 0;              ///< workers that died holding it before it started
   StateBase* state = nullptr;  ///< the future's state; this holds one reference
-  void (*complete)(StateBase& state, const nlohmann::json& result) = nullptr;
+  void (*complete)(StateBase& state, nlohmann::json& result) = nullptr;
   bool (*attach_slot)(StateBase& state, StartSlot* slot) noexcept = nullptr;
   void (*detach_slot)(StateBase& state) noexcept = nullptr;
   std::shared_ptr<ProgressSlot> progress;  ///< host-side slot of a stored future
