@@ -95,6 +95,12 @@ std::optional<std::int64_t> optional_int(const nlohmann::json& object, const cha
 /// Nesting beyond this is refused, so a peer cannot exhaust the stack
 /// (the decoder below recurses once per array or map level).
 constexpr std::size_t kMaxDepth = 512;
+/// The most slots an array reserves before its elements arrive.
+constexpr std::size_t kMaxReserve = 4096;
+/// The decoder's memory budget: this much per byte of the body, plus
+/// kBudgetFloor (see CborDecoder).
+constexpr std::size_t kBytesPerBodyByte = 128;
+constexpr std::size_t kBudgetFloor = std::size_t{1} << 20U;
 
 /// A strict decoder of exactly one CBOR data item (RFC 8949) into
 /// nlohmann::json, for bodies from an untrusted peer. It reads what
@@ -102,23 +108,40 @@ constexpr std::size_t kMaxDepth = 512;
 /// number_unsigned, negative -> number_integer, byte string -> binary,
 /// half/single/double -> number_float, text string -> string holding the
 /// bytes as they are, map keys must be text strings, a repeated key keeps
-/// the last value) and refuses the rest: tags, undefined and other simple
+/// the last value) and refuses the rest: tags (but one, below), undefined and other simple
 /// values, reserved additional information, negative integers below -2^63,
 /// indefinite-length string chunks that are not definite strings of the
-/// same type, and trailing bytes.
+/// same type, and trailing bytes. The one tag it reads is the one
+/// nlohmann writes for a binary value with a subtype: a tag head 0xD8..0xDB
+/// (the subtype in 1, 2, 4 or 8 bytes) followed by a byte string; any other
+/// tag, or a tag on anything else, is refused.
 ///
 /// Strings and byte strings are copied in one piece (nlohmann's reader
 /// appends them byte by byte: a 1 MiB argument cost milliseconds). Every
 /// length or element count is checked against the bytes left before
-/// anything is allocated, and only array and map levels recurse, at most
-/// kMaxDepth deep. Throws `std::invalid_argument` (or bad_alloc), nothing
-/// else.
+/// anything is allocated, an array reserves at most kMaxReserve slots
+/// before its elements arrive, and only array and map levels recurse, at
+/// most kMaxDepth deep. Memory: every allocation is charged (estimated,
+/// with malloc's overhead) against a budget of kBytesPerBodyByte per byte
+/// of the body plus kBudgetFloor (array slots as allocated, growth
+/// included). Each decoded node takes at least one byte of the body and
+/// the costliest (an empty map in an array, its slot half empty after the
+/// array grew) about 100 bytes of memory, so every value fits; what does
+/// not (arrays reserving slots their elements never fill) is refused
+/// before it is allocated. Throws
+/// `std::invalid_argument` (or bad_alloc), nothing else.
 class CborDecoder {
  public:
   using json = nlohmann::json;
 
   explicit CborDecoder(std::string_view in)
-      : begin_(in.data()), p_(in.data()), end_(p_ + in.size()) {}
+      : begin_(in.data()),
+        p_(in.data()),
+        end_(p_ + in.size()),
+        budget_(in.size() >
+                        (std::numeric_limits<std::size_t>::max() - kBudgetFloor) / kBytesPerBodyByte
+                    ? std::numeric_limits<std::size_t>::max()
+                    : in.size() * kBytesPerBodyByte + kBudgetFloor) {}
 
   json item(std::size_t depth) {
     const std::uint8_t initial = byte();
@@ -133,12 +156,10 @@ class CborDecoder {
         }
         return json(std::int64_t{-1} - static_cast<std::int64_t>(n));
       }
-      case 2: {
-        json::binary_t bytes;
-        read_string(info, 2, bytes);
-        return json::binary(std::move(bytes));
-      }
+      case 2:
+        return binary(info);
       case 3: {
+        charge(kStringCost);
         std::string text;
         read_string(info, 3, text);
         return json(std::move(text));
@@ -148,7 +169,7 @@ class CborDecoder {
       case 5:
         return map(info, depth);
       case 6:
-        fail("a tag");
+        return tagged(info);
       default:
         return simple(info);
     }
@@ -162,7 +183,57 @@ class CborDecoder {
   }
 
  private:
+  /// malloc's overhead per allocation, in the memory estimate.
+  static constexpr std::size_t kMallocOverhead = 16;
+  static constexpr std::size_t kStringCost = sizeof(std::string) + kMallocOverhead;
+  static constexpr std::size_t kBinaryCost = sizeof(json::binary_t) + kMallocOverhead;
+  static constexpr std::size_t kArrayCost = sizeof(json::array_t) + kMallocOverhead;
+  static constexpr std::size_t kMapCost = sizeof(json::object_t) + kMallocOverhead;
+  /// A map member: the tree node (its links, about 32 bytes) holding the
+  /// key and the value.
+  static constexpr std::size_t kMemberCost =
+      32 + sizeof(json::object_t::value_type) + kMallocOverhead;
+
   [[nodiscard]] std::size_t left() const noexcept { return static_cast<std::size_t>(end_ - p_); }
+
+  /// Takes `bytes` of memory about to be allocated from the budget.
+  void charge(std::size_t bytes) {
+    if (bytes > budget_) {
+      throw std::invalid_argument(
+          "the frame's body would take more than " + std::to_string(kBytesPerBodyByte) +
+          " bytes of memory per byte (plus " + std::to_string(kBudgetFloor) +
+          ") to decode (at byte " + std::to_string(p_ - begin_) + ")");
+    }
+    budget_ -= bytes;
+  }
+
+  /// Gives back `bytes` charged for memory since freed.
+  void refund(std::size_t bytes) noexcept {
+    budget_ = bytes > std::numeric_limits<std::size_t>::max() - budget_
+                  ? std::numeric_limits<std::size_t>::max()
+                  : budget_ + bytes;
+  }
+
+  /// A byte string (its head's additional information `info`) as a binary
+  /// value without a subtype.
+  json binary(std::uint8_t info) {
+    charge(kBinaryCost);
+    json::binary_t bytes;
+    read_string(info, 2, bytes);
+    return json::binary(std::move(bytes));
+  }
+
+  /// A tag: only nlohmann's binary subtype (tag heads 0xD8..0xDB, as its
+  /// CBOR writer emits them) on a byte string.
+  json tagged(std::uint8_t info) {
+    if (info < 24 || info > 27) fail("a tag");
+    const std::uint64_t subtype = argument(info);
+    const std::uint8_t initial = byte();
+    if ((initial >> 5U) != 2) fail("a tag on something other than a byte string");
+    json value = binary(static_cast<std::uint8_t>(initial & 0x1FU));
+    value.get_binary().set_subtype(subtype);
+    return value;
+  }
 
   std::uint8_t byte() {
     if (p_ == end_) fail("it ends early");
@@ -220,6 +291,7 @@ class CborDecoder {
   void read_string(std::uint8_t info, std::uint8_t major, Out& out) {
     if (info != 31) {
       const std::string_view bytes = take(argument(info));
+      charge(bytes.size());
       out.insert(out.end(), bytes.begin(), bytes.end());
       return;
     }
@@ -231,6 +303,7 @@ class CborDecoder {
         fail("an indefinite-length string chunk that is no definite string of its type");
       }
       const std::string_view bytes = take(argument(chunk_info));
+      charge(bytes.size());  // growth beyond this is at most twice the total
       out.insert(out.end(), bytes.begin(), bytes.end());
     }
   }
@@ -250,22 +323,42 @@ class CborDecoder {
     return true;
   }
 
+  /// Appends `element`, first growing `elements` if it is full: doubling,
+  /// to at most `limit` slots, the new slots charged and the old given back.
+  void append(json::array_t& elements, json&& element, std::size_t limit) {
+    if (elements.size() == elements.capacity()) {
+      const std::size_t old = elements.capacity();
+      const std::size_t grown = std::min(limit, std::max<std::size_t>(2 * old, 16));
+      charge(grown * sizeof(json));
+      elements.reserve(grown);
+      refund(old * sizeof(json));
+    }
+    elements.push_back(std::move(element));
+  }
+
   json array(std::uint8_t info, std::size_t depth) {
     enter(depth);
+    charge(kArrayCost);
     json out = json::array();
     auto& elements = out.get_ref<json::array_t&>();
     if (info == 31) {
-      while (!at_break()) elements.push_back(item(depth + 1));  // each takes a byte
+      // Bounded: each element takes a byte.
+      while (!at_break())
+        append(elements, item(depth + 1), std::numeric_limits<std::size_t>::max());
       return out;
     }
     const std::size_t n = count(argument(info), 1);
-    elements.reserve(n);
-    for (std::size_t i = 0; i < n; ++i) elements.push_back(item(depth + 1));
+    // Slots for elements not yet seen: a few, charged before they exist.
+    const std::size_t reserved = std::min(n, kMaxReserve);
+    charge(reserved * sizeof(json));
+    elements.reserve(reserved);
+    for (std::size_t i = 0; i < n; ++i) append(elements, item(depth + 1), n);
     return out;
   }
 
   json map(std::uint8_t info, std::size_t depth) {
     enter(depth);
+    charge(kMapCost);
     json out = json::object();
     auto& members = out.get_ref<json::object_t&>();
     const bool indefinite = info == 31;
@@ -274,6 +367,7 @@ class CborDecoder {
       if (indefinite && at_break()) break;
       const std::uint8_t initial = byte();
       if ((initial >> 5U) != 3) fail("a map key that is not a text string");
+      charge(kMemberCost);
       std::string key;
       read_string(static_cast<std::uint8_t>(initial & 0x1FU), 3, key);
       members[std::move(key)] = item(depth + 1);
@@ -321,6 +415,7 @@ class CborDecoder {
   const char* begin_;
   const char* p_;
   const char* end_;
+  std::size_t budget_;  ///< bytes of memory the rest of the decode may take
 };
 
 }  // namespace
@@ -328,8 +423,15 @@ class CborDecoder {
 /// At least the size of `value`'s CBOR (9 bytes is the longest head), so
 /// encode_body allocates once: nlohmann appends, and a long string followed
 /// by anything would otherwise be copied again when the output grows.
-std::size_t cbor_size_bound(const nlohmann::json& value) {
+/// Throws `std::invalid_argument` for arrays or maps nested deeper than the
+/// decoder reads (kMaxDepth, `depth` is the level of `value`): such a value
+/// fails where it is encoded, not as a malformed frame on the other side.
+std::size_t cbor_size_bound(const nlohmann::json& value, std::size_t depth = 0) {
   constexpr std::size_t kHead = 9;
+  if (value.is_structured() && depth >= kMaxDepth) {
+    throw std::invalid_argument("a value nested deeper than " + std::to_string(kMaxDepth) +
+                                " levels of arrays and objects cannot cross between processes");
+  }
   switch (value.type()) {
     case nlohmann::json::value_t::string:
       return kHead + value.get_ref<const std::string&>().size();
@@ -337,13 +439,13 @@ std::size_t cbor_size_bound(const nlohmann::json& value) {
       return 2 * kHead + value.get_binary().size();
     case nlohmann::json::value_t::array: {
       std::size_t size = kHead;
-      for (const auto& element : value) size += cbor_size_bound(element);
+      for (const auto& element : value) size += cbor_size_bound(element, depth + 1);
       return size;
     }
     case nlohmann::json::value_t::object: {
       std::size_t size = kHead;
       for (const auto& [key, element] : value.get_ref<const nlohmann::json::object_t&>()) {
-        size += kHead + key.size() + cbor_size_bound(element);
+        size += kHead + key.size() + cbor_size_bound(element, depth + 1);
       }
       return size;
     }

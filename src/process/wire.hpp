@@ -71,8 +71,9 @@ struct Frame {
   std::string_view body;
 };
 
-/// CBOR of `value`, as bytes in a string. Throws what nlohmann throws
-/// (nothing for any value nlohmann can hold, in practice only bad_alloc).
+/// CBOR of `value`, as bytes in a string. Throws `std::invalid_argument`
+/// if arrays or maps nest deeper than decode_body reads (512 levels), else
+/// what nlohmann throws (in practice only bad_alloc).
 std::string encode_body(const nlohmann::json& value);
 
 /// The value whose CBOR `body` is. Throws `std::invalid_argument` if it is

@@ -3,15 +3,21 @@
 // and refuses malformed or hostile bodies with std::invalid_argument (never
 // a crash: bodies come from untrusted workers); FrameReader cuts streams
 // into frames whatever the pieces, also frames of many MiB from a socket.
-// Runs on the test's thread (and one writer thread in the socket test).
+// Runs on the test's thread (and one writer thread in the socket test); the
+// operator new below counts the test thread's allocations while asked to.
+#include <malloc.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <iostream>
 #include <limits>
 #include <memory>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -21,6 +27,42 @@
 #include <nlohmann/json.hpp>
 
 #include "process/wire.hpp"
+
+namespace {
+
+/// What the test thread allocated while `counting` was set: the largest
+/// request, and the most it held at once (malloc's usable sizes, the
+/// requests rounded up).
+struct AllocationCount {
+  std::size_t largest = 0;
+  std::size_t live = 0;
+  std::size_t peak = 0;
+};
+thread_local bool counting = false;
+thread_local AllocationCount counted;
+
+void release(void* p) noexcept {
+  if (counting && p != nullptr) counted.live -= std::min(counted.live, ::malloc_usable_size(p));
+  std::free(p);
+}
+
+}  // namespace
+
+void* operator new(std::size_t size) {
+  void* p = std::malloc(size == 0 ? 1 : size);
+  if (p == nullptr) throw std::bad_alloc();
+  if (counting) {
+    counted.largest = std::max(counted.largest, size);
+    counted.live += ::malloc_usable_size(p);
+    counted.peak = std::max(counted.peak, counted.live);
+  }
+  return p;
+}
+void* operator new[](std::size_t size) { return operator new(size); }
+void operator delete(void* p) noexcept { release(p); }
+void operator delete[](void* p) noexcept { release(p); }
+void operator delete(void* p, std::size_t /*size*/) noexcept { release(p); }
+void operator delete[](void* p, std::size_t /*size*/) noexcept { release(p); }
 
 namespace {
 
@@ -151,6 +193,158 @@ TEST(ProcessWireCodecTest, NestingIsBoundedAt512Levels) {
             std::string::npos);
   EXPECT_NE(refusal(std::string(1U << 20U, '\x9F')).find("nests deeper than 512"),
             std::string::npos);
+}
+
+/// What decoding `body` allocates, and its refusal (or "accepted").
+std::pair<AllocationCount, std::string> decode_counting(const std::string& body) {
+  counted = AllocationCount{};
+  counting = true;
+  std::string message = "accepted";
+  try {
+    const json value = wire::decode_body(body);
+    counting = false;  // before the value is freed
+  } catch (const std::invalid_argument& e) {
+    counting = false;
+    message = e.what();
+  }
+  return {counted, message};
+}
+
+// Regression: nlohmann's CBOR writer puts a binary value's subtype in a tag
+// (0xD8..0xDB and the subtype, then the byte string), which the decoder
+// refused as "a tag", so a job returning json::binary(bytes, subtype) (any
+// value from from_msgpack/from_bson with an ext type) had its worker killed
+// (checked on 7e11dd2: "malformed ... a tag" for every subtype).
+TEST(ProcessWireCodecTest, BinaryWithASubtypeRoundTrips) {
+  const std::vector<std::uint64_t> subtypes = {
+      0, 42, 255, 256, 65535, 65536, 1ULL << 32U, std::numeric_limits<std::uint64_t>::max()};
+  for (const std::uint64_t subtype : subtypes) {
+    for (const json& value : {json::binary({1, 2, 3}, subtype), json::binary({}, subtype),
+                              json::binary(std::vector<std::uint8_t>(70'000, 9), subtype)}) {
+      const std::string body = wire::encode_body(value);
+      const json back = wire::decode_body(body);
+      ASSERT_TRUE(back.is_binary()) << subtype;
+      EXPECT_TRUE(back.get_binary().has_subtype()) << subtype;
+      EXPECT_EQ(back.get_binary().subtype(), subtype);
+      EXPECT_EQ(back, value) << subtype;
+      // What nlohmann's own reader makes of it, storing tags as subtypes.
+      EXPECT_EQ(back, json::from_cbor(body, true, true, json::cbor_tag_handler_t::store));
+    }
+  }
+  EXPECT_EQ(wire::encode_body(json::binary({1, 2, 3}, 42)), bytes({0xD8, 42, 0x43, 1, 2, 3}));
+  const json plain = wire::decode_body(wire::encode_body(json::binary({1, 2, 3})));
+  EXPECT_FALSE(plain.get_binary().has_subtype());
+  EXPECT_EQ(plain, json::binary({1, 2, 3}));
+  // An indefinite-length byte string carries a subtype too.
+  EXPECT_EQ(wire::decode_body(bytes({0xD9, 1, 0, 0x5F, 0x41, 7, 0x40, 0xFF})),
+            json::binary({7}, 256));
+  // Nested, as a job's result would be: a msgpack ext value.
+  const json from_msgpack = json::from_msgpack(bytes({0x91, 0xD4, 0x05, 0x63}));
+  EXPECT_EQ(wire::decode_body(wire::encode_body(from_msgpack)), from_msgpack);
+}
+
+TEST(ProcessWireCodecTest, TagsOtherThanABinarySubtypeAreRefused) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {bytes({0xC2, 0x41, 0x01}), "a tag"},  // a one-byte tag head: nlohmann never writes it
+      {bytes({0xD7, 0x41, 0x01}), "a tag"},
+      {bytes({0xDC, 0x41, 0x01}), "a tag"},
+      {bytes({0xDF, 0x41, 0x01}), "a tag"},
+      {bytes({0xD8, 42, 0x01}), "a tag on something other than a byte string"},
+      {bytes({0xD8, 42, 0x61, 'a'}), "a tag on something other than a byte string"},
+      {bytes({0xD8, 42, 0x80}), "a tag on something other than a byte string"},
+      {bytes({0xD8, 42, 0xD8, 43, 0x41, 0x01}), "a tag on something other than a byte string"},
+      {bytes({0xD8, 42, 0xF6}), "a tag on something other than a byte string"},
+      {bytes({0xD8}), "ends early"},
+      {bytes({0xD8, 42}), "ends early"},
+      {bytes({0xDB, 0, 0, 0}), "ends early"},
+      {bytes({0xD8, 42, 0x42, 0x01}), "items in"},
+      {bytes({0xA1, 0xD8, 1, 0x41, 'k', 0x01}), "map key that is not a text string"},
+  };
+  for (const auto& [body, expected] : cases) {
+    const std::string message = refusal(body);
+    EXPECT_NE(message.find(expected), std::string::npos) << message << " / " << expected;
+  }
+}
+
+// Regression: an array reserved a slot (16 bytes) per declared element
+// before reading any, so a 1 MiB body declaring 2^20 elements allocated
+// 16 MiB at once before its first (bad) element (checked on 7e11dd2: the
+// largest allocation was 16 MiB).
+TEST(ProcessWireCodecTest, ADeclaredCountReservesLittleBeforeItsElements) {
+  std::string body = bytes({0x9A, 0x00, 0x10, 0x00, 0x00});
+  body.append(std::size_t{1} << 20U, '\xFF');
+  const auto [count, message] = decode_counting(body);
+  EXPECT_NE(message.find("break code"), std::string::npos) << message;
+  EXPECT_LT(count.largest, std::size_t{1} << 20U);
+  // And counts over the bytes left are refused before anything is reserved.
+  const auto [huge, huge_message] =
+      decode_counting(bytes({0x9B, 0x00, 0x00, 0x00, 0x00, 0x80, 0x00, 0x00, 0x00, 0x01}));
+  EXPECT_NE(huge_message.find("items in"), std::string::npos) << huge_message;
+  EXPECT_LT(huge.peak, std::size_t{4096});
+}
+
+// Regression: nested arrays each declaring 4096 elements (3 bytes a level)
+// reserved 64 KiB each before their elements came, 32 MiB from a 5.6 KiB
+// body (checked on 7e11dd2: 32 MiB allocated, then "ends early"). Now the
+// memory budget refuses them after about 1.5 MiB.
+TEST(ProcessWireCodecTest, NestedReservationsAreChargedToTheMemoryBudget) {
+  std::string body;
+  for (int i = 0; i < 512; ++i) body += bytes({0x99, 0x10, 0x00});
+  body.append(4096, '\x00');
+  const auto [count, message] = decode_counting(body);
+  EXPECT_NE(message.find("bytes of memory per byte"), std::string::npos) << message;
+  EXPECT_LT(count.peak, std::size_t{4} << 20U);
+}
+
+// Bodies of nothing but empty containers cost the most memory per byte:
+// they fit the budget (128 bytes per byte of body plus 1 MiB) and the most
+// memory they hold at once stays under it. 2^18 + 1 elements: the array's
+// slots are half empty after it doubled. (Debug: a few seconds.)
+TEST(ProcessWireCodecTest, ManyEmptyContainersStayWithinTheMemoryBudget) {
+  constexpr std::size_t kCount = (std::size_t{1} << 18U) + 1;
+  for (const char empty : {'\x80', '\xA0', '\x40', '\x60'}) {
+    const std::string body = '\x9F' + std::string(kCount, empty) + '\xFF';
+    const auto [count, message] = decode_counting(body);
+    EXPECT_EQ(message, "accepted");
+    EXPECT_LE(count.peak, 128 * body.size() + (std::size_t{1} << 20U));
+    std::cout << "256 KiB of 0x" << std::hex << (static_cast<unsigned>(empty) & 0xFFU) << std::dec
+              << " in an indefinite array: at most " << count.peak / body.size()
+              << " bytes held per byte of body\n";
+  }
+  // Map members with distinct keys, each an empty map.
+  std::string body = bytes({0xBF});
+  for (std::size_t i = 0; i < kCount / 2; ++i) {
+    body += bytes({0x78, 0x04});  // a distinct 4-byte key
+    for (int shift = 0; shift < 32; shift += 8) body.push_back(static_cast<char>(i >> shift));
+    body.push_back('\xA0');
+  }
+  body.push_back('\xFF');
+  const auto [count, message] = decode_counting(body);
+  EXPECT_EQ(message, "accepted");
+  EXPECT_LE(count.peak, 128 * body.size() + (std::size_t{1} << 20U));
+  std::cout << "map members {key: {}}: at most " << count.peak / body.size()
+            << " bytes held per byte of body\n";
+}
+
+// Regression: encode_body had no depth limit, so a result nested deeper than
+// the decoder reads was sent and refused on the other side as a malformed
+// frame, killing its worker (checked on 7e11dd2: encode_body accepted 513
+// levels). Now encoding fails with a clear error (the job alone fails).
+TEST(ProcessWireCodecTest, EncodingRefusesWhatTheDecoderWouldRefuse) {
+  json deep = 1;
+  for (int i = 0; i < 512; ++i) deep = json::array({std::move(deep)});
+  EXPECT_EQ(wire::decode_body(wire::encode_body(deep)), deep);
+  json deeper = json::array({deep});
+  try {
+    static_cast<void>(wire::encode_body(deeper));
+    ADD_FAILURE() << "513 levels were encoded";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("nested deeper than 512 levels"), std::string::npos)
+        << e.what();
+  }
+  json object = nullptr;
+  for (int i = 0; i < 513; ++i) object = json{{"k", std::move(object)}};
+  EXPECT_THROW(static_cast<void>(wire::encode_body(object)), std::invalid_argument);
 }
 
 TEST(ProcessWireCodecTest, JobMessageFieldsAreMovedOut) {
