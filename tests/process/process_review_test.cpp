@@ -8,6 +8,7 @@
 // purpose (that is the stall under test); everything else waits on files or
 // /proc entries with a deadline.
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -132,6 +133,41 @@ TEST(ProcessReviewTest, AStoppedIdleWorkerDoesNotHangShutdown) {
   if (!returned) ::kill(worker, SIGCONT);
   shut.wait();
   EXPECT_EQ(webexec_test::lingering({worker}), "");
+  EXPECT_EQ(webexec_test::fork_server_leftovers(), "");
+}
+
+TEST(ProcessReviewTest, AWorkerWhoseDescriptorsDoNotArriveIsKilledAndNothingLeaks) {
+  // Out of descriptors (EMFILE), the fork server's reply brings fewer of
+  // them (MSG_CTRUNC). Before, the one delivered leaked and the forked
+  // worker lived on, unreaped. Now spawn_worker() fails, closes what it
+  // got, kills the worker and has it reaped.
+  const int probe = ::dup(0);
+  ASSERT_GE(probe, 0);
+  ::close(probe);  // `probe` is the lowest free descriptor
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit tight = saved;
+  tight.rlim_cur = static_cast<rlim_t>(probe) + 1;  // room for one descriptor only
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+  bool threw = false;
+  webexec::process::detail::SpawnedWorker spawned{};
+  try {
+    spawned = webexec::process::detail::spawn_worker();
+  } catch (const std::exception&) {
+    threw = true;
+  }
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  EXPECT_TRUE(threw) << "spawn_worker() succeeded with one descriptor to spare";
+  if (!threw) {
+    webexec::process::detail::kill_worker(spawned.pid);
+    ::close(spawned.fd);
+    if (spawned.pidfd >= 0) ::close(spawned.pidfd);
+    webexec::process::detail::unmap_slots(spawned.slots);
+    static_cast<void>(webexec::process::detail::reap_worker(spawned.pid));
+  }
+  const int again = ::dup(0);
+  EXPECT_EQ(again, probe) << "a descriptor received from the fork server leaked";
+  if (again >= 0) ::close(again);
   EXPECT_EQ(webexec_test::fork_server_leftovers(), "");
 }
 
