@@ -7,6 +7,7 @@
 // done callbacks on the pool's dispatcher thread. A done callback sleeps on
 // purpose (that is the stall under test); everything else waits on files or
 // /proc entries with a deadline.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/types.h>
@@ -14,6 +15,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <future>
 #include <string>
 #include <thread>
@@ -48,6 +50,16 @@ int review_hold(std::string pid_file, std::string go_file, int patience_ms) {
 }
 WEBEXEC_REGISTER_JOB("review.hold", review_hold);
 
+/// Marks job `i` as run in `dir`; returns `i`, or -1 if it already ran.
+std::int64_t review_mark(std::int64_t i, std::string dir) {
+  const std::string marker = dir + "/run-" + std::to_string(i);
+  const int fd = ::open(marker.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return -1;
+  ::close(fd);
+  return i;
+}
+WEBEXEC_REGISTER_JOB("review.mark", review_mark);
+
 void use_processes(webexec::App& app, int workers) {
   app.config().set("EXECUTOR_TYPE", "process");
   app.config().set("EXECUTOR_MAX_WORKERS", workers);
@@ -66,9 +78,11 @@ bool stop_process(pid_t pid) {
 
 TEST(ProcessReviewTest, AJobThatFinishedWhileTheDispatcherWasBusyIsNotTimedOut) {
   // Job A (time limit 2 s) finishes within its limit while the dispatcher
-  // is stuck 3 s in another job's done callback. Before, the dispatcher
-  // checked A's deadline without reading A's worker first and killed it
-  // with a TimeoutError although its result was waiting in the socket.
+  // is stuck 3 s in another job's done callback, and its worker goes on
+  // with job B, pipelined behind A. Before, the dispatcher checked A's
+  // deadline without reading A's worker first and killed it with a
+  // TimeoutError although its result was waiting in the socket, and B,
+  // counted as never started, ran a second time on another worker.
   webexec_test::TempDir dir;
   webexec::App app("review-late");
   use_processes(app, 2);
@@ -78,6 +92,8 @@ TEST(ProcessReviewTest, AJobThatFinishedWhileTheDispatcherWasBusyIsNotTimedOut) 
   auto c = executor.submit(review_hold, dir.file("c.pid"), dir.file("c.go"), 20000);
   ASSERT_TRUE(webexec_test::wait_for_file(dir.file("a.pid")));
   ASSERT_TRUE(webexec_test::wait_for_file(dir.file("c.pid")));
+  // Both workers are busy: B is pipelined behind A (the first worker).
+  auto b = executor.submit(review_mark, std::int64_t{1}, dir.str());
   std::promise<void> in_callback;
   auto entered = in_callback.get_future();
   c.add_done_callback([&in_callback](const webexec::Future<int>&) {
@@ -92,6 +108,12 @@ TEST(ProcessReviewTest, AJobThatFinishedWhileTheDispatcherWasBusyIsNotTimedOut) 
   } catch (const std::exception& e) {
     ADD_FAILURE() << "job A failed although it finished within its limit: " << e.what();
   }
+  try {
+    EXPECT_EQ(b.result(kResultPatience), 1) << "job B ran twice";
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "job B failed: " << e.what();
+  }
+  static_cast<void>(c.result(kResultPatience));
   executor.shutdown(/*wait=*/true);
   EXPECT_EQ(webexec_test::fork_server_leftovers(), "");
 }
