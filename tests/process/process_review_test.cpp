@@ -163,6 +163,11 @@ TEST(ProcessReviewTest, AWorkerWhoseDescriptorsDoNotArriveIsKilledAndNothingLeak
   // them (MSG_CTRUNC). Before, the one delivered leaked and the forked
   // worker lived on, unreaped. Now spawn_worker() fails, closes what it
   // got, kills the worker and has it reaped.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // The sanitizer runtimes need descriptors of their own (UBSan's type
+  // checks reported a bogus vptr with none left): dev preset only.
+  GTEST_SKIP() << "needs the process's descriptor limit to itself";
+#endif
   const int probe = ::dup(0);
   ASSERT_GE(probe, 0);
   ::close(probe);  // `probe` is the lowest free descriptor
