@@ -484,7 +484,12 @@ class ProcessPool::Impl {
   /// puts them at the head of the queue, oldest first, for dispatch() to
   /// send again (to the idle or new workers first). True if it took any.
   bool rebalance() {
-    const auto has_queued = [](const auto& w) { return w->jobs.size() >= 2 && !w->unreachable; };
+    // Jobs (not empty revoked entries) queued behind another one.
+    const auto has_queued = [](const auto& w) {
+      return !w->unreachable && w->jobs.size() >= 2 &&
+             std::any_of(w->jobs.begin() + 1, w->jobs.end(),
+                         [](const Sent& s) { return s.job != nullptr && !s.revoking; });
+    };
     if (std::none_of(workers_.begin(), workers_.end(), has_queued)) return false;
     // Revoke only for a worker that exists: revoked entries count against
     // the depth until acknowledged, which a worker running a long job
