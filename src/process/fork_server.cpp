@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -530,12 +531,31 @@ std::optional<Reply> try_exchange_locked(ForkServer& s, const Request& request,
   while ((n = ::recvmsg(s.control, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
   }
   std::array<int, kMaxReplyFds> fds{-1, -1, -1};
+  // Every descriptor received is either kept in `fds` or closed: out of
+  // descriptors (EMFILE), the kernel delivers fewer and sets MSG_CTRUNC;
+  // then none is kept, and spawn_worker() sees the worker without them.
+  bool complete = n > 0 && (msg.msg_flags & MSG_CTRUNC) == 0;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); n > 0 && c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    // 2 descriptors, or 3 with the pidfd.
     const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    if (count >= 2 && count <= kMaxReplyFds && c->cmsg_len == CMSG_LEN(count * sizeof(int))) {
-      std::memcpy(fds.data(), CMSG_DATA(c), count * sizeof(int));
+    std::array<int, kMaxReplyFds> got{-1, -1, -1};
+    const std::size_t kept = std::min(count, got.size());
+    std::memcpy(got.data(), CMSG_DATA(c), kept * sizeof(int));
+    // 2 descriptors, or 3 with the pidfd, in one message, once.
+    if (complete && fds[0] < 0 && count >= 2 && count <= kMaxReplyFds &&
+        c->cmsg_len == CMSG_LEN(count * sizeof(int))) {
+      fds = got;
+      continue;
+    }
+    complete = false;
+    for (std::size_t i = 0; i < kept; ++i) {
+      if (got[i] >= 0) ::close(got[i]);
+    }
+  }
+  if (!complete) {
+    for (int& fd : fds) {
+      if (fd >= 0) ::close(fd);
+      fd = -1;
     }
   }
   if (n != static_cast<ssize_t>(sizeof reply)) {
@@ -623,6 +643,15 @@ SpawnedWorker spawn_worker() {
   if (reply->pid < 0 || fds[0] < 0 || fds[1] < 0) {
     for (const int fd : fds) {
       if (fd >= 0) ::close(fd);
+    }
+    if (reply->pid > 0) {
+      // Forked, but its descriptors did not arrive (out of descriptors
+      // here): it must not live on unreaped.
+      s.workers.insert(reply->pid);
+      kill_worker(reply->pid);
+      if (try_exchange_locked(s, Request{'W', reply->pid}, nullptr)) s.workers.erase(reply->pid);
+      throw std::system_error(EMFILE, std::generic_category(),
+                              "receiving a worker process's descriptors");
     }
     throw std::system_error(reply->pid < 0 ? -reply->pid : EIO, std::generic_category(),
                             "fork of a worker process");

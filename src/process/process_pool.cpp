@@ -43,11 +43,16 @@ constexpr std::size_t kPipelineDepth = 4;
 /// the worker saying "started" or "skipped", and without taking any bytes
 /// of a frame still being written to it, is unresponsive (stopped with
 /// SIGSTOP, or stuck outside a job): its jobs are taken back and it is
-/// killed and replaced. A job's time limit, if shorter, is the bound for it.
-/// A healthy idle worker answers within microseconds.
+/// killed and replaced. The bound is fixed, whatever a job's time limit (a
+/// fresh worker under load may take longer than a short limit to pick its
+/// first job up); time the dispatcher itself spent busy (in done
+/// callbacks) does not count. A healthy idle worker answers within
+/// microseconds.
 constexpr Clock::duration kUnresponsiveAfter = std::chrono::seconds(2);
-/// ... but never less than this, however short the time limit.
-constexpr Clock::duration kUnresponsiveFloor = std::chrono::milliseconds(100);
+
+/// After a worker could not be started, no other start is tried for this
+/// long while live workers remain (jobs wait for them instead of failing).
+constexpr Clock::duration kSpawnBackoff = std::chrono::seconds(1);
 
 /// One job frame sent to a worker, until the worker acknowledges it.
 struct Sent {
@@ -72,8 +77,12 @@ struct Worker {
   // still pending (cancellable, revocable), and are requeued if the worker
   // dies.
   std::deque<Sent> jobs;
-  // True once the worker said the front job started.
+  // True once the worker said the front job started (or its start slot
+  // said so: see handle_unresponsive()).
   bool front_started = false;
+  // The front job was taken as started from its slot; its `started` frame
+  // is still to come and is accepted once.
+  bool started_frame_owed = false;
   // Deadline of the front job, counted from when the worker started it.
   Clock::time_point deadline = Clock::time_point::max();
   // Since when the front entry waits for its answer: the later of the
@@ -338,18 +347,37 @@ class ProcessPool::Impl {
   /// the jobs that never started back in the queue, and reap it.
   void bury(Worker* w, bool kill, const std::string& what_happened,
             const std::exception_ptr& override_error = nullptr) {
-    const bool started = w->front_started;
     // Revoked entries hold no job (it is back in the queue already).
     const bool front_is_job = !w->jobs.empty() && w->jobs.front().job != nullptr;
+    // A job whose slot reads started was claimed by the worker, whatever
+    // frames are still unread: it never runs again (it may have had
+    // effects). Read before remove() unmaps the slots.
+    const bool started =
+        w->front_started || (front_is_job && w->slots[w->jobs.front().slot].load(
+                                                 std::memory_order_acquire) == kSlotStarted);
     std::deque<std::unique_ptr<ProcessJob>> jobs;
-    for (auto& sent : w->jobs) {
+    std::vector<std::unique_ptr<ProcessJob>> claimed;  // started, but not in front
+    for (std::size_t i = 0; i < w->jobs.size(); ++i) {
+      Sent& sent = w->jobs[i];
       if (sent.job == nullptr) continue;
+      const bool behind_and_claimed =
+          i > 0 && w->slots[sent.slot].load(std::memory_order_acquire) == kSlotStarted;
       sent.job->detach_slot(*sent.job->state);
-      jobs.push_back(std::move(sent.job));
+      if (behind_and_claimed) {
+        claimed.push_back(std::move(sent.job));
+      } else {
+        jobs.push_back(std::move(sent.job));
+      }
     }
     w->jobs.clear();
     const pid_t pid = w->pid;
     const int status = remove(w, kill);
+    for (auto& job : claimed) {
+      fail(*job, std::make_exception_ptr(BrokenProcessPool(
+                     "worker process " + std::to_string(pid) + " " + what_happened + " (" +
+                     webexec::process::detail::describe_wait_status(status) +
+                     ") while running job '" + job->name + "'; the pool replaced it")));
+    }
     if (jobs.empty()) return;
     std::unique_ptr<ProcessJob> running;
     // A job the worker never started (it died idle, e.g. killed from
@@ -456,10 +484,27 @@ class ProcessPool::Impl {
   /// puts them at the head of the queue, oldest first, for dispatch() to
   /// send again (to the idle or new workers first). True if it took any.
   bool rebalance() {
-    const bool may_spawn = static_cast<int>(workers_.size()) < options_.max_workers;
+    // Jobs (not empty revoked entries) queued behind another one.
+    const auto has_queued = [](const auto& w) {
+      return !w->unreachable && w->jobs.size() >= 2 &&
+             std::any_of(w->jobs.begin() + 1, w->jobs.end(),
+                         [](const Sent& s) { return s.job != nullptr && !s.revoking; });
+    };
+    if (std::none_of(workers_.begin(), workers_.end(), has_queued)) return false;
+    // Revoke only for a worker that exists: revoked entries count against
+    // the depth until acknowledged, which a worker running a long job
+    // cannot do, so revoking for a worker that then fails to start would
+    // only take room away.
     const bool idle = std::any_of(workers_.begin(), workers_.end(),
                                   [this](const auto& w) { return !w->busy() && can_take(*w); });
-    if (!idle && !may_spawn) return false;
+    if (!idle) {
+      if (!may_spawn()) return false;
+      try {
+        static_cast<void>(spawn_or_back_off());
+      } catch (...) {
+        return false;  // may_spawn() backs off; the jobs stay where they are
+      }
+    }
     std::deque<std::unique_ptr<ProcessJob>> taken;
     for (const auto& w : workers_) {
       if (w->jobs.size() < 2 || w->unreachable) continue;
@@ -474,16 +519,44 @@ class ProcessPool::Impl {
   }
 
   /// The longest the front entry of `w` may wait for its answer.
-  [[nodiscard]] static Clock::duration answer_bound(const Worker& w) {
-    const ProcessJob* front = w.jobs.front().job.get();
-    if (front == nullptr || !front->timeout) return kUnresponsiveAfter;
-    return std::clamp(*front->timeout, kUnresponsiveFloor, kUnresponsiveAfter);
+  /// (Fixed: a job's time limit bounds its run, not its pickup.)
+  [[nodiscard]] static Clock::duration answer_bound(const Worker& /*w*/) {
+    return kUnresponsiveAfter;
   }
 
   /// When `w` is unresponsive if its front entry is still unanswered.
   [[nodiscard]] static Clock::time_point answer_deadline(const Worker& w) {
     if (w.jobs.empty() || w.front_started) return Clock::time_point::max();
     return deadline_after(w.waiting_since, answer_bound(w));
+  }
+
+  /// Whether a worker may be started now: below max_workers, and not just
+  /// after a failed start while live workers can take the jobs.
+  [[nodiscard]] bool may_spawn() const {
+    if (static_cast<int>(workers_.size()) >= options_.max_workers) return false;
+    return workers_.empty() || Clock::now() >= spawn_backoff_until_;
+  }
+
+  /// Starts a worker; after a failure, may_spawn() backs off for a while.
+  Worker* spawn_or_back_off() {
+    try {
+      return spawn();
+    } catch (...) {
+      spawn_backoff_until_ = Clock::now() + kSpawnBackoff;
+      throw;
+    }
+  }
+
+  /// The front job of `w` is started (its slot says so) but its `started`
+  /// frame was not read: does what that frame does, and expects it once.
+  void adopt_started_front(Worker* w) {
+    ProcessJob& job = *w->jobs.front().job;
+    static_cast<void>(job.state->set_running_or_notify_cancel());
+    job.detach_slot(*job.state);
+    w->front_started = true;
+    w->started_frame_owed = true;
+    w->deadline =
+        job.timeout ? deadline_after(Clock::now(), *job.timeout) : Clock::time_point::max();
   }
 
   /// `w` left its front entry unanswered past answer_bound(): takes back
@@ -495,8 +568,21 @@ class ProcessPool::Impl {
     const Sent& front = w->jobs.front();
     if (front.job != nullptr && !front.revoking &&
         w->slots[front.slot].load(std::memory_order_acquire) == kSlotStarted) {
-      // It claimed the front job just now: alive after all, and its
-      // "started" is on the way. The jobs behind go elsewhere.
+      // It claimed the front job: the slot is authoritative, whether or not
+      // its "started" ever comes (it may be stopped right after the claim):
+      // the job runs, under its time limit. The jobs behind go elsewhere.
+      adopt_started_front(w);
+      auto taken = take_revoked(*w);
+      requeue_front(taken);
+      return;
+    }
+    const bool claimed_later = std::any_of(w->jobs.begin() + 1, w->jobs.end(), [w](const Sent& s) {
+      return s.job != nullptr && !s.revoking &&
+             w->slots[s.slot].load(std::memory_order_acquire) == kSlotStarted;
+    });
+    if (claimed_later) {
+      // It got past the front entry (its `skipped` is on the way) and runs
+      // a later job: alive. The jobs not claimed go elsewhere.
       auto taken = take_revoked(*w);
       requeue_front(taken);
       w->waiting_since = Clock::now();
@@ -510,7 +596,7 @@ class ProcessPool::Impl {
   /// A worker that ran its `max_tasks_per_child` jobs leaves once idle.
   void retire_if_spent(Worker* w) {
     if (options_.max_tasks_per_child > 0 && w->sent >= options_.max_tasks_per_child && !w->busy()) {
-      remove(w, false);  // recycled; a fresh worker starts on demand
+      remove(w, true);  // recycled (it holds no job: killed, in case it is stopped)
     }
   }
 
@@ -525,8 +611,8 @@ class ProcessPool::Impl {
           break;
         }
       }
-      const bool may_spawn = static_cast<int>(workers_.size()) < options_.max_workers;
-      if (target == nullptr && !may_spawn) {
+      const bool can_spawn = may_spawn();
+      if (target == nullptr && !can_spawn) {
         for (const auto& w : workers_) {
           if (can_take(*w) && (target == nullptr || w->jobs.size() < target->jobs.size())) {
             target = w.get();
@@ -537,7 +623,7 @@ class ProcessPool::Impl {
       {
         const MutexLock lock(mutex_);
         if (!pending_.empty()) {
-          if (target == nullptr && !may_spawn) return;
+          if (target == nullptr && !can_spawn) return;
           job = std::move(pending_.front());
           pending_.pop_front();
         }
@@ -553,7 +639,7 @@ class ProcessPool::Impl {
       if (job->state->done()) continue;  // cancelled while queued
       if (target == nullptr) {
         try {
-          target = spawn();
+          target = spawn_or_back_off();
         } catch (...) {
           // A live worker with room takes it rather than failing it (it may
           // have been taken back from one to go to the new worker).
@@ -561,6 +647,13 @@ class ProcessPool::Impl {
             if (can_take(*w) && (target == nullptr || w->jobs.size() < target->jobs.size())) {
               target = w.get();
             }
+          }
+          if (target == nullptr && !workers_.empty()) {
+            // Live workers will have room again: it waits for them.
+            std::deque<std::unique_ptr<ProcessJob>> again;
+            again.push_back(std::move(job));
+            requeue_front(again);
+            return;
           }
           if (target == nullptr) {
             fail(*job, std::make_exception_ptr(BrokenProcessPool(
@@ -593,6 +686,10 @@ class ProcessPool::Impl {
     Sent& front = w->jobs.front();
     switch (message.kind) {
       case wire::Kind::started: {
+        if (w->started_frame_owed && front.job != nullptr) {
+          w->started_frame_owed = false;  // taken as started from its slot already
+          return;
+        }
         if (front.job == nullptr || w->front_started) {
           bury(w, true, "started a job it had to skip or had started, so it was killed");
           return;
@@ -609,7 +706,10 @@ class ProcessPool::Impl {
         return;
       }
       case wire::Kind::skipped: {
-        if (w->front_started) {
+        if (w->front_started ||
+            (front.job != nullptr &&
+             w->slots[front.slot].load(std::memory_order_acquire) == kSlotStarted)) {
+          // It claimed the slot: the job may have run; bury() fails it.
           bury(w, true, "skipped a job it had started, so it was killed");
           return;
         }
@@ -646,6 +746,7 @@ class ProcessPool::Impl {
     std::unique_ptr<ProcessJob> job = std::move(front.job);
     w->jobs.pop_front();
     w->front_started = false;
+    w->started_frame_owed = false;
     w->deadline = Clock::time_point::max();
     if (message.kind == wire::Kind::result) {
       job->complete(*job->state, message.result);
@@ -719,7 +820,9 @@ class ProcessPool::Impl {
     }
     while (!workers_.empty()) {
       try {
-        bury(workers_.back().get(), workers_.back()->busy(), "stopped");
+        // Idle ones hold no job: killed too, so a stopped one cannot hang
+        // the reap (SIGKILL ends a stopped process).
+        bury(workers_.back().get(), true, "stopped");
       } catch (...) {
         report_error("the process pool's dispatcher", std::current_exception());
       }
@@ -784,6 +887,10 @@ class ProcessPool::Impl {
         busy = busy || w->busy();
         next_deadline = std::min({next_deadline, w->deadline, answer_deadline(*w)});
       }
+      if (!workers_.empty() && spawn_backoff_until_ > Clock::now()) {
+        const MutexLock lock(mutex_);
+        if (!pending_.empty()) next_deadline = std::min(next_deadline, spawn_backoff_until_);
+      }
       if (stopping && !busy) {
         const MutexLock lock(mutex_);
         if (pending_.empty()) return false;
@@ -807,6 +914,7 @@ class ProcessPool::Impl {
       if (ready < 0 && errno != EINTR) {
         throw std::system_error(errno, std::generic_category(), "poll");
       }
+      const auto polled = Clock::now();
 
       if ((fds[0].revents & POLLIN) != 0) {
         std::uint64_t drained = 0;
@@ -848,22 +956,45 @@ class ProcessPool::Impl {
           }
         }
       }
-      const auto now = Clock::now();
-      std::vector<pid_t> late;
-      std::vector<pid_t> unresponsive;
-      for (const auto& w : workers_) {
-        if (w->busy() && w->deadline <= now) {
-          late.push_back(w->pid);
-        } else if (answer_deadline(*w) <= now) {
-          unresponsive.push_back(w->pid);
+      // Time the dispatcher spent in the handlers (done callbacks run
+      // there) is not the workers' silence: it could not listen.
+      const auto busy_for = Clock::now() - polled;
+      if (busy_for > std::chrono::milliseconds(10)) {
+        for (const auto& w : workers_) {
+          if (w->busy()) w->waiting_since = std::min(w->waiting_since + busy_for, Clock::now());
         }
       }
-      for (const pid_t pid : unresponsive) {
-        if (Worker* w = find(pid)) handle_unresponsive(w);
+      std::vector<pid_t> overdue;
+      for (const auto& w : workers_) {
+        const auto now = Clock::now();
+        if ((w->busy() && w->deadline <= now) || answer_deadline(*w) <= now) {
+          overdue.push_back(w->pid);
+        }
       }
-      for (const pid_t pid : late) {
+      for (const pid_t pid : overdue) {
+        // Judge it by what it wrote up to now: frames that arrived after
+        // poll() returned (while handlers ran) are read first.
         Worker* w = find(pid);
         if (w == nullptr) continue;
+        if (!w->unreachable) {
+          try {
+            handle_readable(w);
+          } catch (...) {
+            if (Worker* still = find(pid)) {
+              bury(still, true,
+                   "could not be handled (" + webexec::detail::what(std::current_exception()) +
+                       "), so it was killed");
+            }
+            continue;
+          }
+        }
+        w = find(pid);
+        if (w == nullptr) continue;
+        const auto now = Clock::now();
+        if (!(w->busy() && w->deadline <= now)) {
+          if (answer_deadline(*w) <= now) handle_unresponsive(w);
+          continue;
+        }
         const auto limit = w->jobs.front().job->timeout.value_or(Clock::duration::zero());
         const std::string name = w->jobs.front().job->name;
         bury(w, true, "timed out",
@@ -899,6 +1030,8 @@ class ProcessPool::Impl {
   // calls wait for the one that joins (it guards the join, not a member).
   Mutex join_mutex_;
   bool delete_when_done_ = false;  // dispatcher thread only
+  // No worker start before this after one failed (see may_spawn()).
+  Clock::time_point spawn_backoff_until_{};  // dispatcher thread only
   std::thread dispatcher_;
   std::thread::id dispatcher_id_;  // set once in the constructor
 };

@@ -2,7 +2,7 @@
 // waits behind a running job while another worker could take it (jobs
 // pipelined to a busy worker are taken back, "revoked", and run elsewhere);
 // a job handed to a stopped (SIGSTOP) worker is taken back after the
-// documented bound, or its own time limit if shorter, and a stopped worker
+// documented bound (whatever its time limit), and a stopped worker
 // running a job is held to its time limit; and thousands of cancel() calls
 // racing revocations never lose a job, never run one twice, and never
 // return true for a job that ran.
@@ -231,9 +231,11 @@ TEST(ProcessSchedulingTest, AJobHandedToAStoppedWorkerRunsElsewhere) {
   EXPECT_EQ(webexec_test::fork_server_leftovers(), "");
 }
 
-TEST(ProcessSchedulingTest, AStoppedWorkerGetsTheJobsTimeLimitIfShorter) {
-  // EXECUTOR_TASK_TIMEOUT (here 0.3 s) bounds how long a job may wait at
-  // the front of a stopped worker, when it is shorter than the fixed bound.
+TEST(ProcessSchedulingTest, AStoppedWorkerGetsTheFixedBoundEvenWithAShortTimeLimit) {
+  // EXECUTOR_TASK_TIMEOUT (here 0.3 s) bounds the job's run, not how long
+  // it may wait at the front of a stopped worker: that is the fixed bound
+  // (2 s), so a slow fresh worker is not killed for a short limit (review
+  // of step 4; see also process_review_test.cpp).
   webexec::App app("stopped-limited");
   use_processes(app, 1);
   app.config().set("EXECUTOR_TASK_TIMEOUT", "0.3");
@@ -253,7 +255,8 @@ TEST(ProcessSchedulingTest, AStoppedWorkerGetsTheJobsTimeLimitIfShorter) {
   resume_if_stopped(stopped);
   if (pid > 0) {
     EXPECT_NE(pid, stopped);
-    EXPECT_LT(took, 1900ms) << "the job's 0.3 s time limit did not bound the wait";
+    EXPECT_GE(took, 1900ms) << "the job's 0.3 s time limit was used as the pickup bound";
+    EXPECT_LT(took, 6s);
     EXPECT_EQ(webexec_test::lingering({stopped}), "");
   }
   executor.shutdown(/*wait=*/true);

@@ -239,7 +239,18 @@ void expect_forged_frame_handled(const std::string& how, const std::string& expe
     return std::string("succeeded");
   }();
   EXPECT_TRUE(Contains(error, expected)) << how;
-  EXPECT_EQ(executor.submit(reverse_bytes, std::string("ok")).result(kResultPatience), "ko");
+  // "result-type": the worker goes on to send its real result, a stray
+  // frame that gets it killed; if it claimed the next job first, that job
+  // fails (a claimed job is never run again) and the one after heals.
+  auto next = executor.submit(reverse_bytes, std::string("ok"));
+  if (how == "result-type") {
+    try {
+      static_cast<void>(next.result(kResultPatience));
+    } catch (const webexec::BrokenProcessPool&) {
+      next = executor.submit(reverse_bytes, std::string("ok"));
+    }
+  }
+  EXPECT_EQ(next.result(kResultPatience), "ko");
 }
 
 TEST(ProcessWireTest, ErrorFrameWithWrongTypesFailsOnlyItsJob) {
