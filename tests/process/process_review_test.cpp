@@ -34,6 +34,8 @@ namespace {
 
 using namespace std::chrono_literals;
 using webexec_test::kResultPatience;
+using webexec_test::stop_process;
+using webexec_test::use_processes;
 using Clock = std::chrono::steady_clock;
 
 /// Returns the worker's pid at once.
@@ -59,22 +61,6 @@ std::int64_t review_mark(std::int64_t i, std::string dir) {
   return i;
 }
 WEBEXEC_REGISTER_JOB("review.mark", review_mark);
-
-void use_processes(webexec::App& app, int workers) {
-  app.config().set("EXECUTOR_TYPE", "process");
-  app.config().set("EXECUTOR_MAX_WORKERS", workers);
-}
-
-/// Stops `pid` with SIGSTOP and waits (bounded) until /proc says so.
-bool stop_process(pid_t pid) {
-  if (::kill(pid, SIGSTOP) != 0) return false;
-  const auto deadline = Clock::now() + 10s;
-  while (webexec_test::process_state(pid) != 'T') {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
 
 TEST(ProcessReviewTest, AJobThatFinishedWhileTheDispatcherWasBusyIsNotTimedOut) {
   // Job A (time limit 2 s) finishes within its limit while the dispatcher

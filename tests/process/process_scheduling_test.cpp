@@ -42,6 +42,8 @@ namespace {
 using namespace std::chrono_literals;
 using webexec_test::Contains;
 using webexec_test::kResultPatience;
+using webexec_test::stop_process;
+using webexec_test::use_processes;
 using Clock = std::chrono::steady_clock;
 
 // ------------------------------------------------------------------ jobs
@@ -78,23 +80,6 @@ std::int64_t mark(std::int64_t i, std::string dir) {
 WEBEXEC_REGISTER_JOB("sched.mark", mark);
 
 // ------------------------------------------------------------------ helpers
-
-/// Makes `app` run its executor's jobs in up to `workers` worker processes.
-void use_processes(webexec::App& app, int workers) {
-  app.config().set("EXECUTOR_TYPE", "process");
-  app.config().set("EXECUTOR_MAX_WORKERS", workers);
-}
-
-/// Stops `pid` with SIGSTOP and waits (bounded) until /proc says so.
-bool stop_process(pid_t pid) {
-  if (::kill(pid, SIGSTOP) != 0) return false;
-  const auto deadline = Clock::now() + 10s;
-  while (webexec_test::process_state(pid) != 'T') {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
 
 /// Resumes `pid` if it is still there (so a failed test drains instead of
 /// hanging at shutdown).

@@ -28,6 +28,8 @@
 
 #include <gtest/gtest.h>
 
+#include "webexec/app.hpp"
+
 namespace webexec_test {
 
 using namespace std::chrono_literals;
@@ -144,6 +146,23 @@ inline char process_state(pid_t pid) {
 inline bool process_gone(pid_t pid) {
   if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
   return process_state(pid) == 0;
+}
+
+/// Stops `pid` with SIGSTOP and waits (bounded) until /proc says so.
+inline bool stop_process(pid_t pid) {
+  if (::kill(pid, SIGSTOP) != 0) return false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (process_state(pid) != 'T') {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+/// Makes `app` run its executor's jobs in up to `workers` worker processes.
+inline void use_processes(webexec::App& app, int workers) {
+  app.config().set("EXECUTOR_TYPE", "process");
+  app.config().set("EXECUTOR_MAX_WORKERS", workers);
 }
 
 /// Waits (bounded) until every pid in `pids` is gone; returns the ones that
