@@ -518,16 +518,10 @@ class ProcessPool::Impl {
     return true;
   }
 
-  /// The longest the front entry of `w` may wait for its answer.
-  /// (Fixed: a job's time limit bounds its run, not its pickup.)
-  [[nodiscard]] static Clock::duration answer_bound(const Worker& /*w*/) {
-    return kUnresponsiveAfter;
-  }
-
   /// When `w` is unresponsive if its front entry is still unanswered.
   [[nodiscard]] static Clock::time_point answer_deadline(const Worker& w) {
     if (w.jobs.empty() || w.front_started) return Clock::time_point::max();
-    return deadline_after(w.waiting_since, answer_bound(w));
+    return deadline_after(w.waiting_since, kUnresponsiveAfter);
   }
 
   /// Whether a worker may be started now: below max_workers, and not just
@@ -559,11 +553,10 @@ class ProcessPool::Impl {
         job.timeout ? deadline_after(Clock::now(), *job.timeout) : Clock::time_point::max();
   }
 
-  /// `w` left its front entry unanswered past answer_bound(): takes back
+  /// `w` left its front entry unanswered past kUnresponsiveAfter: takes back
   /// what it has not started (so it cannot start it while being killed),
   /// then kills and replaces it, unless it claimed its front job meanwhile.
   void handle_unresponsive(Worker* w) {
-    const Clock::duration bound = answer_bound(*w);
     revoke_slots(*w, 0);
     const Sent& front = w->jobs.front();
     if (front.job != nullptr && !front.revoking &&
@@ -590,7 +583,8 @@ class ProcessPool::Impl {
     }
     // The jobs go back to the queue (the front one counts a loss).
     bury(w, true,
-         "did not answer for " + seconds(bound) + " s (stopped or stuck), so it was killed");
+         "did not answer for " + seconds(kUnresponsiveAfter) +
+             " s (stopped or stuck), so it was killed");
   }
 
   /// A worker that ran its `max_tasks_per_child` jobs leaves once idle.
