@@ -449,6 +449,12 @@ class ProcessPool::Impl {
     jobs.clear();
   }
 
+  /// Puts one job that never started back at the head of the queue.
+  void requeue_front(std::unique_ptr<ProcessJob> job) {
+    const MutexLock lock(mutex_);
+    pending_.push_front(std::move(job));
+  }
+
   /// Moves the start slots of the jobs `w` has not started, at positions
   /// `from` and later, to `revoked`, last first (the worker takes them in
   /// order, so it cannot get past this sweep). A slot the worker claimed or
@@ -644,9 +650,7 @@ class ProcessPool::Impl {
           }
           if (target == nullptr && !workers_.empty()) {
             // Live workers will have room again: it waits for them.
-            std::deque<std::unique_ptr<ProcessJob>> again;
-            again.push_back(std::move(job));
-            requeue_front(again);
+            requeue_front(std::move(job));
             return;
           }
           if (target == nullptr) {
@@ -717,9 +721,7 @@ class ProcessPool::Impl {
           if (!job->state->done()) {
             // Skipped although nobody cancelled it: it never ran, so it
             // runs elsewhere rather than being lost.
-            std::deque<std::unique_ptr<ProcessJob>> again;
-            again.push_back(std::move(job));
-            requeue_front(again);
+            requeue_front(std::move(job));
           }
         }
         retire_if_spent(w);
