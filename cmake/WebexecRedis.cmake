@@ -14,6 +14,7 @@ find_package(PkgConfig REQUIRED)
 pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis)
 
 add_library(webexec_redis STATIC
+  "${PROJECT_SOURCE_DIR}/src/redis/connection.cpp"
   "${PROJECT_SOURCE_DIR}/src/redis/url.cpp"
 )
 target_include_directories(webexec_redis PUBLIC "${PROJECT_SOURCE_DIR}/src")
