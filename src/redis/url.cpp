@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "webexec/config.hpp"
 
@@ -19,18 +20,71 @@ constexpr std::string_view kExpected =
 /// sockaddr_un::sun_path holds 108 bytes, the terminating NUL included.
 constexpr std::size_t kMaxSocketPath = 107;
 
+/// For each byte of `value`, whether it may hold a secret: everything between
+/// `://` and the last `@` (with no `@`, the part after the first `:` up to the
+/// first `/`, as in `redis://user:secret`), and every query value; a query item
+/// not named exactly `db` or `password` may continue a value holding an
+/// unescaped `&`, so all of it.
+std::vector<bool> secret_mask(std::string_view value) {
+  std::vector<bool> mask(value.size(), false);
+  std::size_t start = 0;
+  if (const auto scheme = value.find("://"); scheme != std::string_view::npos) {
+    start = scheme + 3;
+  } else if (const auto colon = value.find(':'); colon != std::string_view::npos) {
+    start = colon + 1;
+  }
+  std::size_t end = value.rfind('@');
+  if (end == std::string_view::npos || end < start) {
+    end = std::min(value.find_first_of("/?", start), value.size());
+    const auto colon = value.find(':', start);
+    start = colon < end ? colon + 1 : end;
+  }
+  for (std::size_t i = start; i < end; ++i) mask[i] = true;
+  const auto q = value.find('?', start);
+  if (q == std::string_view::npos) return mask;
+  std::size_t item = q + 1;
+  while (item <= value.size()) {
+    const std::size_t item_end = std::min(value.find('&', item), value.size());
+    const std::size_t eq = value.find('=', item);
+    std::size_t from = item;
+    if (eq < item_end) {
+      const auto name = value.substr(item, eq - item);
+      if (name == "db" || name == "password") from = eq + 1;
+    }
+    for (std::size_t i = from; i < item_end; ++i) mask[i] = true;
+    item = item_end + 1;
+  }
+  return mask;
+}
+
 class UrlError {
  public:
-  UrlError(std::string_view key, std::string_view value) : key_(key), value_(value) {}
+  UrlError(std::string_view key, std::string_view value)
+      : key_(key), value_(value), mask_(secret_mask(value)) {}
 
   [[noreturn]] void fail(const std::string& what) const {
     throw std::invalid_argument(escape_text(key_) + "=" + quote_value(redact_redis_url(value_)) +
                                 " " + what);
   }
 
+  /// `part` (a view into the value) quoted for a message, or `(redacted)` if any
+  /// byte of it may hold a secret.
+  [[nodiscard]] std::string quote(std::string_view part) const {
+    const auto* begin = value_.data();
+    if (part.data() >= begin && part.data() + part.size() <= begin + value_.size()) {
+      const auto from = static_cast<std::size_t>(part.data() - begin);
+      for (std::size_t i = from; i < from + part.size(); ++i) {
+        if (mask_[i]) return "(redacted)";
+      }
+      return quote_value(part);
+    }
+    return "(redacted)";
+  }
+
  private:
   std::string_view key_;
   std::string_view value_;
+  std::vector<bool> mask_;
 };
 
 bool all_digits(std::string_view s) {
@@ -92,7 +146,7 @@ bool ipv6_char(char c) {
 int parse_db(const UrlError& err, std::string_view text) {
   const auto db = decimal(text, INT32_MAX);
   if (!db) {
-    err.fail("has an invalid database number " + quote_value(text) +
+    err.fail("has an invalid database number " + err.quote(text) +
              ": expected an integer from 0 to 2147483647");
   }
   return static_cast<int>(*db);
@@ -132,7 +186,7 @@ RedisUrl parse_tcp(const UrlError& err, std::string_view rest) {
     const std::string_view host = authority.substr(1, close - 1);
     if (host.empty() || !std::all_of(host.begin(), host.end(), ipv6_char) ||
         host.find(':') == std::string_view::npos) {
-      err.fail("has an invalid IPv6 address " + quote_value(host));
+      err.fail("has an invalid IPv6 address " + err.quote(host));
     }
     url.host = std::string(host);
     const std::string_view after = authority.substr(close + 1);
@@ -146,7 +200,7 @@ RedisUrl parse_tcp(const UrlError& err, std::string_view rest) {
     const std::string_view host = authority.substr(0, colon);
     if (host.empty()) err.fail("has no host; " + std::string(kExpected));
     if (!std::all_of(host.begin(), host.end(), host_name_char)) {
-      err.fail("has an invalid host " + quote_value(host) +
+      err.fail("has an invalid host " + err.quote(host) +
                ": expected a host name, an IPv4 address or [IPv6]");
     }
     url.host = std::string(host);
@@ -158,7 +212,7 @@ RedisUrl parse_tcp(const UrlError& err, std::string_view rest) {
   if (has_port) {
     const auto port = decimal(port_text, 65535);
     if (!port || *port == 0) {
-      err.fail("has an invalid port " + quote_value(port_text) +
+      err.fail("has an invalid port " + err.quote(port_text) +
                ": expected an integer from 1 to 65535");
     }
     url.port = static_cast<int>(*port);
@@ -206,7 +260,7 @@ RedisUrl parse_unix(const UrlError& err, std::string_view rest) {
       seen_password = true;
       parse_password(err, value, url);
     } else {
-      err.fail("has an unknown query parameter " + quote_value(name) +
+      err.fail("has an unknown query parameter " + err.quote(name) +
                ": expected db=N or password=P");
     }
     if (amp == std::string_view::npos) break;
@@ -227,21 +281,15 @@ std::string RedisUrl::describe() const {
 }
 
 std::string redact_redis_url(std::string_view value) {
-  std::string out(value);
-  std::size_t start = 0;
-  if (const auto scheme = out.find("://"); scheme != std::string::npos) {
-    start = scheme + 3;
-  } else if (const auto colon = out.find(':'); colon != std::string::npos) {
-    start = colon + 1;
-  }
-  if (const auto at = out.rfind('@'); at != std::string::npos && at >= start) {
-    out.replace(start, at - start, "***");
-  }
-  for (std::size_t pos = out.find("password="); pos != std::string::npos;
-       pos = out.find("password=", pos + 1)) {
-    const std::size_t from = pos + 9;
-    const std::size_t to = std::min(out.find('&', from), out.size());
-    out.replace(from, to - from, "***");
+  const auto mask = secret_mask(value);
+  std::string out;
+  out.reserve(value.size());
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    if (!mask[i]) {
+      out += value[i];
+    } else if (i == 0 || !mask[i - 1]) {
+      out += "***";
+    }
   }
   return out;
 }
@@ -260,7 +308,7 @@ RedisUrl parse_redis_url(std::string_view key, std::string_view value) {
         "asks for TLS (rediss://), which hiredis 0.14 does not support: use redis:// over "
         "loopback, a private network or a tunnel");
   }
-  err.fail("has the unknown scheme " + quote_value(value.substr(0, sep)) + ": " +
+  err.fail("has the unknown scheme " + err.quote(value.substr(0, sep)) + ": " +
            std::string(kExpected));
 }
 
