@@ -245,26 +245,37 @@ std::vector<Reply> Connection::pipeline(const std::vector<std::vector<std::strin
   const std::string_view name =
       commands.front().empty() ? std::string_view() : std::string_view(commands.front().front());
   if (broken()) fail_io(name);
-  const SigpipeGuard guard;
+  // Every command is checked before the first is appended: a command left
+  // unsent after others were would shift every later reply onto the wrong call.
   for (const auto& cmd : commands) {
     if (cmd.empty()) throw std::invalid_argument("redis: a command needs a name");
-    std::vector<const char*> argv;
-    std::vector<std::size_t> lens;
-    for (const auto& a : cmd) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    if (redisAppendCommandArgv(context_->c, static_cast<int>(argv.size()), argv.data(),
-                               lens.data()) != REDIS_OK) {
-      fail_io(cmd.front());
-    }
   }
-  out.reserve(commands.size());
-  for (const auto& cmd : commands) {
-    void* raw = nullptr;
-    if (redisGetReply(context_->c, &raw) != REDIS_OK || raw == nullptr) fail_io(cmd.front());
-    const ReplyPtr reply(raw);
-    out.push_back(convert(static_cast<const redisReply*>(reply.get())));
+  const SigpipeGuard guard;
+  try {
+    for (const auto& cmd : commands) {
+      std::vector<const char*> argv;
+      std::vector<std::size_t> lens;
+      for (const auto& a : cmd) {
+        argv.push_back(a.data());
+        lens.push_back(a.size());
+      }
+      if (redisAppendCommandArgv(context_->c, static_cast<int>(argv.size()), argv.data(),
+                                 lens.data()) != REDIS_OK) {
+        fail_io(cmd.front());
+      }
+    }
+    out.reserve(commands.size());
+    for (const auto& cmd : commands) {
+      void* raw = nullptr;
+      if (redisGetReply(context_->c, &raw) != REDIS_OK || raw == nullptr) fail_io(cmd.front());
+      const ReplyPtr reply(raw);
+      out.push_back(convert(static_cast<const redisReply*>(reply.get())));
+    }
+  } catch (...) {
+    // Replies may remain unread (or commands unsent): nothing later on this
+    // connection can be matched to its reply.
+    if (context_) context_->broken = true;
+    throw;
   }
   return out;
 }

@@ -5,6 +5,7 @@
 #include "redis/connection.hpp"
 
 #include <chrono>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -106,6 +107,18 @@ TEST(RedisConnectionTest, PipelineIsOneRoundTripOfManyReplies) {
   ASSERT_EQ(replies.size(), 101U);
   for (int i = 0; i < 100; ++i) EXPECT_EQ(replies[static_cast<std::size_t>(i)].integer, i + 1);
   EXPECT_TRUE(replies[100].is_error());
+}
+
+// Review: an empty command after SET was refused after SET was appended, so SET's
+// +OK stayed unread and the next command got it instead of its own reply.
+TEST(RedisConnectionTest, PipelineWithAnEmptyCommandSendsNothingAndKeepsRepliesInStep) {
+  RedisServer server;
+  Connection c(url_of(server.url()));
+  EXPECT_THROW(static_cast<void>(c.pipeline({{"SET", "a", "1"}, {}})), std::invalid_argument);
+  if (c.broken()) c.reconnect();
+  const Reply pong = c.command({"PING"});
+  EXPECT_EQ(pong.str, "PONG");
+  EXPECT_TRUE(c.command({"GET", "a"}).is_nil());  // nothing of the bad pipeline was sent
 }
 
 TEST(RedisConnectionTest, SelectsTheUrlsDatabase) {
