@@ -127,8 +127,21 @@ struct Connection::Context {
   }
 };
 
+namespace {
+/// A zero timeval means "no timeout" to SO_RCVTIMEO: a command would block forever.
+void require_positive(const char* field, std::chrono::milliseconds value) {
+  if (value.count() <= 0) {
+    throw std::invalid_argument(std::string("redis ConnectOptions.") + field +
+                                " must be more than 0 ms, not " + std::to_string(value.count()) +
+                                " ms");
+  }
+}
+}  // namespace
+
 Connection::Connection(RedisUrl url, ConnectOptions options)
     : url_(std::move(url)), options_(options), endpoint_(url_.describe()) {
+  require_positive("connect_timeout", options_.connect_timeout);
+  require_positive("command_timeout", options_.command_timeout);
   open();
 }
 
@@ -179,6 +192,7 @@ void Connection::reconnect() {
 bool Connection::broken() const noexcept { return !context_ || context_->broken; }
 
 void Connection::set_timeout(std::chrono::milliseconds timeout) {
+  require_positive("command_timeout", timeout);
   options_.command_timeout = timeout;
   if (context_ && !context_->broken) {
     if (redisSetTimeout(context_->c, to_timeval(timeout)) != REDIS_OK) fail_io("(set timeout)");

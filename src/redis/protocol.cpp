@@ -196,7 +196,30 @@ JobQueue::JobQueue(Connection& connection, std::string queue, JobQueueOptions op
     throw std::invalid_argument("redis queue name " + quote_value(queue_) +
                                 " contains '{' or '}', which would break its hash tag");
   }
-  if (options_.max_attempts < 1) throw std::invalid_argument("max_attempts must be at least 1");
+  if (options_.max_attempts < 1) {
+    throw std::invalid_argument("redis JobQueueOptions.max_attempts must be at least 1, not " +
+                                std::to_string(options_.max_attempts));
+  }
+  const auto positive = [](const char* field, std::chrono::milliseconds value) {
+    if (value.count() <= 0) {
+      throw std::invalid_argument(std::string("redis JobQueueOptions.") + field +
+                                  " must be more than 0 ms, not " + std::to_string(value.count()) +
+                                  " ms");
+    }
+  };
+  positive("time_limit", options_.time_limit);
+  positive("result_ttl", options_.result_ttl);
+  positive("dead_ttl", options_.dead_ttl);
+  positive("max_backoff", options_.max_backoff);
+  // backoff 0 is documented (straight back to the stream); only negative is wrong.
+  if (options_.backoff.count() < 0) {
+    throw std::invalid_argument("redis JobQueueOptions.backoff must be 0 ms or more, not " +
+                                std::to_string(options_.backoff.count()) + " ms");
+  }
+  if (options_.dead_max <= 0) {
+    throw std::invalid_argument("redis JobQueueOptions.dead_max must be more than 0, not " +
+                                std::to_string(options_.dead_max));
+  }
 }
 
 std::string_view JobQueue::library_source() { return kLibrary; }

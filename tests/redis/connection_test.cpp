@@ -121,6 +121,22 @@ TEST(RedisConnectionTest, PipelineWithAnEmptyCommandSendsNothingAndKeepsRepliesI
   EXPECT_TRUE(c.command({"GET", "a"}).is_nil());  // nothing of the bad pipeline was sent
 }
 
+// Review: a zero timeout became a zero SO_RCVTIMEO, which blocks forever.
+TEST(RedisConnectionTest, NonPositiveTimeoutsAreRefusedNamingFieldAndValue) {
+  const auto url = url_of("redis://127.0.0.1:1/0");
+  EXPECT_TRUE(contains(
+      message_of<std::invalid_argument>([&] { Connection c(url, {.connect_timeout = 0ms}); }),
+      "connect_timeout must be more than 0 ms, not 0 ms"));
+  EXPECT_TRUE(contains(
+      message_of<std::invalid_argument>([&] { Connection c(url, {.command_timeout = -3ms}); }),
+      "command_timeout must be more than 0 ms, not -3 ms"));
+  RedisServer server;
+  Connection c(url_of(server.url()));
+  EXPECT_TRUE(contains(message_of<std::invalid_argument>([&] { c.set_timeout(0ms); }),
+                       "command_timeout must be more than 0 ms, not 0 ms"));
+  EXPECT_EQ(c.command({"PING"}).str, "PONG");
+}
+
 TEST(RedisConnectionTest, SelectsTheUrlsDatabase) {
   RedisServer server;
   Connection db3(url_of(server.url(3)));

@@ -11,6 +11,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -93,6 +94,29 @@ TEST_F(RedisProtocolTest, LibraryIsVersioned) {
   q.load_library();  // REPLACE: loading again is harmless
   EXPECT_EQ(q.prefix(), "webexec:{test}:");
   EXPECT_THROW(JobQueue(conn_, "a{b}"), std::invalid_argument);
+}
+
+// Review: zero or negative durations reached the server (PEXPIRE 0 deletes at once,
+// a zero time limit fences every job off) instead of being refused here.
+TEST_F(RedisProtocolTest, OptionsOutOfRangeAreRefusedNamingFieldAndValue) {
+  const auto refused = [&](const JobQueueOptions& options, const std::string& part) {
+    try {
+      JobQueue q(conn_, "test", options);
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+      return;
+    }
+    ADD_FAILURE() << "accepted options that should name " << part;
+  };
+  refused({.time_limit = 0ms}, "time_limit must be more than 0 ms, not 0 ms");
+  refused({.time_limit = -5ms}, "time_limit must be more than 0 ms, not -5 ms");
+  refused({.backoff = -1ms}, "backoff must be 0 ms or more, not -1 ms");
+  refused({.max_backoff = 0ms}, "max_backoff must be more than 0 ms, not 0 ms");
+  refused({.result_ttl = 0ms}, "result_ttl must be more than 0 ms, not 0 ms");
+  refused({.dead_ttl = -1ms}, "dead_ttl must be more than 0 ms, not -1 ms");
+  refused({.dead_max = 0}, "dead_max must be more than 0, not 0");
+  refused({.max_attempts = 0}, "max_attempts must be at least 1, not 0");
+  EXPECT_NO_THROW(JobQueue(conn_, "test", {.backoff = 0ms}));  // 0: straight back
 }
 
 TEST_F(RedisProtocolTest, EnqueueClaimFinish) {
