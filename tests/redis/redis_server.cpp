@@ -56,32 +56,55 @@ int free_port() {
   return ntohs(addr.sin_port);
 }
 
-/// One PING over a fresh TCP connection: true if the server answered PONG
-/// (or NOAUTH, which also means it is up and serving).
-bool answers_ping(int port) {
+/// `args` as one RESP array of bulk strings.
+std::string resp_command(const std::vector<std::string>& args) {
+  std::string out = "*" + std::to_string(args.size()) + "\r\n";
+  for (const auto& a : args) out += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
+  return out;
+}
+
+/// The `process_id` that the server on 127.0.0.1:`port` reports in INFO server
+/// (after AUTH `password`, if any), or -1 if nothing answers it within 1 s. A
+/// server that answers PING may be someone else's, started on a port we picked.
+pid_t server_pid_on(int port, const std::string& password) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
+  if (fd < 0) return -1;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  bool ok = false;
+  pid_t found = -1;
   // NOLINTNEXTLINE(cppcoreguidelines-pro-type-reinterpret-cast): the sockets API
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) {
-    static constexpr char kPing[] = "PING\r\n";
-    if (::send(fd, kPing, sizeof kPing - 1, MSG_NOSIGNAL) ==
-        static_cast<ssize_t>(sizeof kPing - 1)) {
-      pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 1000) == 1) {
-        char buf[64] = {};
-        const ssize_t n = ::recv(fd, buf, sizeof buf - 1, 0);
-        const std::string answer(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
-        ok = answer.rfind("+PONG", 0) == 0 || answer.rfind("-NOAUTH", 0) == 0;
+    std::string request;
+    if (!password.empty()) request += resp_command({"AUTH", password});
+    request += resp_command({"INFO", "server"});
+    request += resp_command({"PING"});  // -LOADING while it reads its AOF: not ready
+    if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+        static_cast<ssize_t>(request.size())) {
+      std::string answer;
+      const auto deadline = Clock::now() + std::chrono::seconds(1);
+      while (Clock::now() < deadline) {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 100) != 1) continue;
+        char buf[4096];
+        const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        answer.append(buf, static_cast<std::size_t>(n));
+        if (answer.find('-') == 0 || answer.find("\r\n-") != std::string::npos) break;  // error
+        if (answer.size() < 7 || answer.compare(answer.size() - 7, 7, "+PONG\r\n") != 0) continue;
+        const auto key = answer.find("\r\nprocess_id:");
+        if (key == std::string::npos) break;
+        const auto from = key + 13;
+        const auto end = answer.find("\r\n", from);
+        found =
+            static_cast<pid_t>(std::strtol(answer.substr(from, end - from).c_str(), nullptr, 10));
+        break;
       }
     }
   }
   ::close(fd);
-  return ok;
+  return found;
 }
 
 std::filesystem::path make_temp_dir() {
@@ -203,13 +226,15 @@ bool RedisServer::spawn_and_wait() {
       throw std::runtime_error("redis-server exited at start (status " + std::to_string(status) +
                                "); log:\n" + log);
     }
-    if (answers_ping(port_)) return true;
+    // Ours only if it is our child answering, not another server on this port.
+    if (server_pid_on(port_, options_.password) == pid_) return true;
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::milliseconds(50));
   }
   reap(SIGKILL);
   throw std::runtime_error("redis-server on 127.0.0.1:" + std::to_string(port_) +
-                           " did not answer PING within 10 s; log:\n" + log_tail());
+                           " did not answer INFO as our own process within 10 s; log:\n" +
+                           log_tail());
 }
 
 void RedisServer::reap(int signal) {
