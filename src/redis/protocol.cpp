@@ -59,6 +59,9 @@ local function start(keys, args)
     return {'STALE', h[2]}
   end
   if not owns(keys[1], args[1], args[3], args[2]) then return {'STALE', 'not the owner'} end
+  -- Checked before anything changes: a job that cannot run is neither counted
+  -- as an attempt nor marked running.
+  if not h[4] then return redis.error_reply('CORRUPT job hash has no payload') end
   local now = now_ms()
   local attempt = redis.call('HINCRBY', keys[2], 'attempt', 1)
   redis.call('HSET', keys[2], 'state', 'running', 'worker', args[2], 'started', now,

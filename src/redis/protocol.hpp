@@ -105,6 +105,8 @@ class JobQueue {
   /// Reads one new delivery without starting it (claim() is read + start()).
   std::optional<Claim> read(std::string_view consumer);
   /// START of a read() delivery; fills `token` and `payload`. False if refused.
+  /// Throws: `CommandError` (reply `CORRUPT ...`) if the job's hash has lost its
+  /// payload; the job is left as it was (no attempt counted, not running).
   bool start(Claim& claim);
   /// Renews the lease. False if the lease is lost (stale token, requeued,
   /// past the time limit). `stop_requested` is set from the job's stop flag.

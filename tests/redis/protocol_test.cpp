@@ -354,6 +354,25 @@ TEST_F(RedisProtocolTest, AJobOfAnotherVersionIsNotStarted) {
   EXPECT_EQ(hget(q, "j", "state"), "pending");
 }
 
+// Review: START bumped the attempt and marked the job running before the client
+// found the payload missing, so a job that cannot run burned attempts as "running".
+TEST_F(RedisProtocolTest, StartOfAJobWithoutPayloadIsADistinctErrorAndChangesNothing) {
+  auto q = queue();
+  ASSERT_TRUE(q.enqueue("j", "p"));
+  conn_.call({"HDEL", q.job_key("j"), "payload"});
+  auto a = q.read("worker-a");
+  ASSERT_TRUE(a);
+  try {
+    static_cast<void>(q.start(*a));
+    ADD_FAILURE() << "START of a job without payload did not throw";
+  } catch (const webexec::redis::CommandError& e) {
+    EXPECT_NE(std::string(e.what()).find("no payload"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(hget(q, "j", "state"), "pending");
+  EXPECT_EQ(hget(q, "j", "attempt"), "0");
+  EXPECT_EQ(hget(q, "j", "worker"), "");
+}
+
 TEST_F(RedisProtocolTest, KilledWorkersJobsAreRedeliveredNothingLost) {
   constexpr int kJobs = 200;
   constexpr int kInFlight = 10;
