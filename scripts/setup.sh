@@ -15,6 +15,8 @@ WEBEXEC_DEBIAN_PACKAGES=(
   nginx-light wrk
   nlohmann-json3-dev libboost-dev libcpp-httplib-dev
   python3 curl
+  # Redis engine: the server its tests start (never the system service) and hiredis.
+  redis-server libhiredis-dev
 )
 
 webexec_log() {

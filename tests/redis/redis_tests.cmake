@@ -1,0 +1,25 @@
+# Redis tests (label `redis`; the pure parser tests also `unit`), included from
+# tests/CMakeLists.txt. Every test that needs a server starts its own throwaway
+# redis-server on 127.0.0.1 (tests/redis/redis_server.hpp), never the system service.
+if(NOT TARGET webexec_redis)
+  return()
+endif()
+add_library(webexec_redis_test_support STATIC "${CMAKE_CURRENT_LIST_DIR}/redis_server.cpp")
+target_include_directories(webexec_redis_test_support PUBLIC "${PROJECT_SOURCE_DIR}/tests")
+target_compile_features(webexec_redis_test_support PUBLIC cxx_std_20)
+webexec_set_warnings(webexec_redis_test_support)
+
+webexec_add_test(redis_url_test LABEL unit TIMEOUT 60
+  SOURCES "${CMAKE_CURRENT_LIST_DIR}/url_test.cpp" LIBRARIES webexec_redis)
+# gtest_discover_tests cannot pass a two-element LABELS list through; this file runs
+# after its discovery script and relabels the tests it listed (redis_url_test_TESTS).
+file(WRITE "${CMAKE_CURRENT_BINARY_DIR}/redis_url_test_labels.cmake"
+  "set_tests_properties(\${redis_url_test_TESTS} PROPERTIES LABELS \"redis;unit\")\n")
+set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES
+  "${CMAKE_CURRENT_BINARY_DIR}/redis_url_test_labels.cmake")
+
+foreach(_redis_test IN ITEMS server connection protocol)
+  webexec_add_test(redis_${_redis_test}_test LABEL redis TIMEOUT 60
+    SOURCES "${CMAKE_CURRENT_LIST_DIR}/${_redis_test}_test.cpp"
+    LIBRARIES webexec_redis webexec_redis_test_support)
+endforeach()
