@@ -13,6 +13,7 @@
 
 #include "redis/redis_server.hpp"
 #include "redis/url.hpp"
+#include "support/core_fixtures.hpp"
 
 namespace {
 
@@ -22,6 +23,8 @@ using webexec::redis::ConnectionError;
 using webexec::redis::ConnectOptions;
 using webexec::redis::parse_redis_url;
 using webexec::redis::Reply;
+using webexec_test::core::contains;
+using webexec_test::core::message_of;
 using webexec_test::redis::RedisServer;
 using webexec_test::redis::RedisServerOptions;
 using namespace std::chrono_literals;
@@ -29,21 +32,6 @@ using Clock = std::chrono::steady_clock;
 
 webexec::redis::RedisUrl url_of(const std::string& text) {
   return parse_redis_url("EXECUTOR_REDIS_URL", text);
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
-
-template <typename E, typename Fn>
-std::string message_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const E& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an exception";
-  return {};
 }
 
 TEST(RedisConnectionTest, CommandsAreBinarySafe) {

@@ -8,11 +8,14 @@
 
 #include <gtest/gtest.h>
 
+#include "support/core_fixtures.hpp"
+
 namespace {
 
 using webexec::redis::parse_redis_url;
 using webexec::redis::redact_redis_url;
 using webexec::redis::RedisUrl;
+using webexec_test::core::contains;
 
 constexpr const char* kKey = "EXECUTOR_REDIS_URL";
 
@@ -27,10 +30,6 @@ std::string error_of(const std::string& value) {
   }
   ADD_FAILURE() << "no error for " << value;
   return {};
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
 }
 
 TEST(RedisUrlTest, HostPortAndDb) {
