@@ -22,7 +22,8 @@
 # drivers' own waits give up after TIMEOUT/2 with a message naming what they waited
 # for), REDIS_ARGS (more redis-server arguments, e.g. "--appendonly yes --appendfsync
 # everysec"), CELERY_PYTHON (/usr/bin/python3: Debian's python3-celery lives there, not
-# in a pyenv python3), WEBEXEC_BENCH (build/release/benchmarks/redis_benchmark),
+# in a pyenv python3), CELERY_WAIT (poll: get_many(); native: join_native(), pub/sub, for
+# Celery's throughput run), WEBEXEC_BENCH (build/release/benchmarks/redis_benchmark),
 # WEBEXEC_BENCH_ARGS (extra arguments for it).
 #
 # The systems and how each producer observes completion (the fastest honest way each
@@ -79,6 +80,7 @@ WARMUP="${WARMUP:-500}"
 TIMEOUT="${TIMEOUT:-600}"
 REDIS_ARGS="${REDIS_ARGS:-}"
 CELERY_PYTHON="${CELERY_PYTHON:-/usr/bin/python3}"
+CELERY_WAIT="${CELERY_WAIT:-poll}"
 WEBEXEC_BENCH="${WEBEXEC_BENCH:-build/release/benchmarks/redis_benchmark}"
 WEBEXEC_BENCH_ARGS="${WEBEXEC_BENCH_ARGS:-}"
 BASELINES=benchmarks/redis_baselines
@@ -89,6 +91,7 @@ die() { log "error: $*"; exit 1; }
 for v in ROUNDS JOBS ROUND_TRIPS WARMUP TIMEOUT; do
   [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "${v}='${!v}' is not a positive integer"
 done
+[[ "${CELERY_WAIT}" =~ ^(poll|native)$ ]] || die "CELERY_WAIT='${CELERY_WAIT}' is not poll or native"
 for s in ${SYSTEMS}; do
   [[ "${s}" =~ ^(webexec|bullmq|celery)$ ]] || die "SYSTEMS: unknown system '${s}'"
 done
@@ -253,7 +256,7 @@ run_system() {
       producer=(env PYTHONDONTWRITEBYTECODE=1 CELERY_BROKER_URL="${REDIS}/3"
         CELERY_RESULT_BACKEND="${REDIS}/4" "${CELERY_PYTHON}" "${BASELINES}/celery_bench.py"
         --jobs "${JOBS}" --round-trips "${ROUND_TRIPS}" --warmup "${WARMUP}"
-        --timeout "${DRIVER_TIMEOUT}")
+        --timeout "${DRIVER_TIMEOUT}" --wait "${CELERY_WAIT}")
       ;;
   esac
   run_bounded "${TIMEOUT}" "${out}" "${producer[@]}" || rc=$?
