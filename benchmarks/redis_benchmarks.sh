@@ -120,8 +120,8 @@ if [[ " ${SYSTEMS} " == *" bullmq "* ]]; then
   if [[ ! -f "${BASELINES}/node_modules/.package-lock.json" ||
     "${BASELINES}/package-lock.json" -nt "${BASELINES}/node_modules/.package-lock.json" ]]; then
     log "installing BullMQ (npm ci in ${BASELINES})"
-    (cd "${BASELINES}" && npm ci --no-audit --no-fund --loglevel=error) >&2 ||
-      die "npm ci failed in ${BASELINES}"
+    (cd "${BASELINES}" && timeout 600 npm ci --no-audit --no-fund --loglevel=error) >&2 ||
+      die "npm ci failed (or took over 600 s) in ${BASELINES}"
   fi
 fi
 
@@ -169,7 +169,7 @@ start_redis() {  # bounded: up to 5 ports, 10 s each to answer PING
       --dir "${WORK}" --save '' --appendonly no --daemonize no ${REDIS_ARGS}
     REDIS_PID="${STARTED_PID}"
     for _ in $(seq 1 100); do
-      [[ "$(redis-cli -h 127.0.0.1 -p "${PORT}" ping 2>/dev/null)" == PONG ]] && return 0
+      [[ "$(timeout 5 redis-cli -h 127.0.0.1 -p "${PORT}" ping 2>/dev/null)" == PONG ]] && return 0
       kill -0 "${REDIS_PID}" 2>/dev/null || break
       sleep 0.1
     done
@@ -181,7 +181,7 @@ start_redis() {  # bounded: up to 5 ports, 10 s each to answer PING
 }
 start_redis
 REDIS="redis://127.0.0.1:${PORT}"
-rcli() { redis-cli -h 127.0.0.1 -p "${PORT}" "$@"; }
+rcli() { timeout 30 redis-cli -h 127.0.0.1 -p "${PORT}" "$@"; }
 
 # run_bounded <seconds> <log> <command...>: runs it in its own group and waits at most
 # <seconds>; returns its exit status, or 124 after killing the group on a timeout.
@@ -227,7 +227,7 @@ record() {
 run_system() {
   local round="$1" system="$2" out="${WORK}/$2.$1.out" wlog="${WORK}/$2.$1.worker.log"
   local producer=() rc=0
-  rcli flushall >/dev/null
+  [[ "$(rcli flushall)" == OK ]] || die "FLUSHALL failed (redis-server pid ${REDIS_PID})"
   WORKER_PID=""
   case "${system}" in
     webexec)
