@@ -5,6 +5,7 @@
 #   bash scripts/setup.sh            # install missing packages
 #   bash scripts/setup.sh dev        # ... then configure and build the `dev` preset
 #   source scripts/setup.sh          # define webexec_install_deps / webexec_build_preset
+#                                    # and webexec_install_benchmark_deps
 set -euo pipefail
 
 WEBEXEC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,20 +20,26 @@ WEBEXEC_DEBIAN_PACKAGES=(
   redis-server libhiredis-dev
 )
 
+# Only for benchmarks/redis_benchmarks.sh (the Celery baseline runs on Debian's
+# /usr/bin/python3); BullMQ comes from npm, see benchmarks/redis_baselines/package.json.
+WEBEXEC_BENCHMARK_DEBIAN_PACKAGES=(
+  redis-server python3-celery python3-redis
+)
+
 webexec_log() {
   printf '[webexec] %s\n' "$*" >&2
 }
 
-# Installs the packages of WEBEXEC_DEBIAN_PACKAGES that are not installed yet.
-webexec_install_deps() {
+# Installs the Debian packages given as arguments that are not installed yet.
+webexec_install_packages() {
   if ! command -v dpkg-query >/dev/null 2>&1; then
     webexec_log "dpkg-query not found: not a Debian system; install these by hand if missing:"
-    webexec_log "  ${WEBEXEC_DEBIAN_PACKAGES[*]}"
+    webexec_log "  $*"
     return 0
   fi
 
   local missing=() pkg status
-  for pkg in "${WEBEXEC_DEBIAN_PACKAGES[@]}"; do
+  for pkg in "$@"; do
     status="$(dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null || true)"
     if ! grep -q 'install ok installed' <<<"${status}"; then
       missing+=("${pkg}")
@@ -57,6 +64,16 @@ webexec_install_deps() {
   "${sudo[@]}" apt-get update
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+# Installs the packages of WEBEXEC_DEBIAN_PACKAGES that are not installed yet.
+webexec_install_deps() {
+  webexec_install_packages "${WEBEXEC_DEBIAN_PACKAGES[@]}"
+}
+
+# Installs what benchmarks/redis_benchmarks.sh needs from Debian, if missing.
+webexec_install_benchmark_deps() {
+  webexec_install_packages "${WEBEXEC_BENCHMARK_DEBIAN_PACKAGES[@]}"
 }
 
 # Configures and builds CMake preset $1 (see CMakePresets.json) from the repo root.
