@@ -160,27 +160,57 @@ ContextRef make_block(App* app, const char* no_app_reason,
   return ContextRef(block);
 }
 
+TaskContext::TaskContext(const TaskContext& other) {
+  if (const TaskExtra* e = other.extra()) {
+    word_ = reinterpret_cast<std::uintptr_t>(new TaskExtra(*e)) | kExtraBit;
+  } else {
+    word_ = reinterpret_cast<std::uintptr_t>(other.block_ref().release());
+  }
+}
+
+void TaskContext::release() noexcept {
+  if (TaskExtra* e = extra()) {
+    delete e;
+  } else {
+    const ContextRef drop(reinterpret_cast<ContextBlock*>(word_));  // releases the reference
+  }
+  word_ = 0;
+}
+
+TaskExtra& TaskContext::ensure_extra() {
+  if (TaskExtra* e = extra()) return *e;
+  auto made = std::make_unique<TaskExtra>();
+  made->block = ContextRef(reinterpret_cast<ContextBlock*>(word_));  // takes over our reference
+  word_ = reinterpret_cast<std::uintptr_t>(made.release()) | kExtraBit;
+  return *extra();
+}
+
 G& TaskContext::g() {
-  if (!extra_) extra_ = std::make_unique<TaskExtra>();
-  if (!extra_->g) extra_->g = block_ ? block_->g : G();
-  return *extra_->g;
+  TaskExtra& e = ensure_extra();
+  if (!e.g) {
+    const ContextBlock* b = e.block.get();
+    e.g = b != nullptr ? b->g : G();
+  }
+  return *e.g;
 }
 
 const G& TaskContext::current_g() const noexcept {
   static const G empty;
-  if (has_own_g()) return *extra_->g;
-  return block_ ? block_->g : empty;
+  if (has_own_g()) return *extra()->g;
+  const ContextBlock* b = block();
+  return b != nullptr ? b->g : empty;
 }
 
 const std::string& TaskContext::label() const noexcept {
   static const std::string none;
-  return extra_ ? extra_->label : none;
+  const TaskExtra* e = extra();
+  return e != nullptr ? e->label : none;
 }
 
 void TaskContext::set_job(std::string label, std::shared_ptr<ProgressSlot> progress) {
-  if (!extra_) extra_ = std::make_unique<TaskExtra>();
-  extra_->label = std::move(label);
-  extra_->progress = std::move(progress);
+  TaskExtra& e = ensure_extra();
+  e.label = std::move(label);
+  e.progress = std::move(progress);
 }
 
 void run_teardown(TaskContext& ctx) noexcept { run_teardown(ctx, nullptr); }

@@ -254,16 +254,23 @@ class WEBEXEC_API ContextRef {
 
 /// The per-task part of a context, made only when needed: the task's own
 /// g (on its first g() call) and, for stored futures and jobs, the label
-/// used in error reports and the progress slot.
+/// used in error reports and the progress slot. Once made, it holds the
+/// task's reference to the shared block.
 struct TaskExtra {
+  ContextRef block;
   std::optional<G> g;  ///< the task's own g, once made
   std::string label;
   std::shared_ptr<ProgressSlot> progress;
 };
 
 /// What a running task or callback sees as its context: a reference to the
-/// shared block, plus the per-task extras (null until needed). Copying gives
+/// shared block, plus the per-task extras (none until needed). Copying gives
 /// the copy its own g (copy-on-write, O(1)).
+///
+/// One word, because every task state carries one: it holds either the
+/// block (the common case, low bit clear) or, once extras are needed, a
+/// TaskExtra that holds the block (low bit set). Both are at least 8-byte
+/// aligned.
 ///
 /// Thread safety: one thread at a time uses a context: the task's while it
 /// runs, and each done callback runs in a copy of its own, taken when it
@@ -272,46 +279,77 @@ struct TaskExtra {
 class WEBEXEC_API TaskContext {
  public:
   TaskContext() noexcept = default;
-  explicit TaskContext(ContextRef block) noexcept : block_(std::move(block)) {}
-  TaskContext(const TaskContext& other)
-      : block_(other.block_),
-        extra_(other.extra_ ? std::make_unique<TaskExtra>(*other.extra_) : nullptr) {}
+  explicit TaskContext(ContextRef block) noexcept
+      : word_(reinterpret_cast<std::uintptr_t>(block.release())) {}
+  TaskContext(const TaskContext& other);
   TaskContext& operator=(const TaskContext& other) {
     if (this != &other) *this = TaskContext(other);
     return *this;
   }
-  TaskContext(TaskContext&& other) noexcept = default;
-  TaskContext& operator=(TaskContext&& other) noexcept = default;
-  ~TaskContext() = default;
+  TaskContext(TaskContext&& other) noexcept : word_(std::exchange(other.word_, 0)) {}
+  TaskContext& operator=(TaskContext&& other) noexcept {
+    TaskContext old(std::move(*this));
+    word_ = std::exchange(other.word_, 0);
+    return *this;
+  }
+  ~TaskContext() {
+    if (word_ != 0) release();
+  }
 
   /// The shared block (null for an empty context).
-  [[nodiscard]] ContextBlock* block() const noexcept { return block_.get(); }
+  [[nodiscard]] ContextBlock* block() const noexcept {
+    if ((word_ & kExtraBit) != 0) [[unlikely]] {
+      return extra()->block.get();
+    }
+    return reinterpret_cast<ContextBlock*>(word_);
+  }
   /// A new reference to the block.
-  [[nodiscard]] ContextRef block_ref() const noexcept { return block_; }
+  [[nodiscard]] ContextRef block_ref() const noexcept {
+    ContextBlock* b = block();
+    if (b != nullptr) b->refs.fetch_add(1, std::memory_order_relaxed);
+    return ContextRef(b);
+  }
 
-  [[nodiscard]] App* app() const noexcept { return block_ ? block_->app : nullptr; }
+  [[nodiscard]] App* app() const noexcept {
+    const ContextBlock* b = block();
+    return b != nullptr ? b->app : nullptr;
+  }
   [[nodiscard]] const char* no_app_reason() const noexcept {
-    return block_ ? block_->no_app_reason : nullptr;
+    const ContextBlock* b = block();
+    return b != nullptr ? b->no_app_reason : nullptr;
   }
   [[nodiscard]] const RequestContext* request() const noexcept {
-    return block_ ? block_->request.get() : nullptr;
+    const ContextBlock* b = block();
+    return b != nullptr ? b->request.get() : nullptr;
   }
 
   /// The task's own g, copied from the block's on first use.
   G& g();
   /// The g a nested submit copies: the task's own if made, else the block's.
   [[nodiscard]] const G& current_g() const noexcept;
-  [[nodiscard]] bool has_own_g() const noexcept { return extra_ && extra_->g; }
+  [[nodiscard]] bool has_own_g() const noexcept {
+    const TaskExtra* e = extra();
+    return e != nullptr && e->g;
+  }
 
   [[nodiscard]] ProgressSlot* progress() const noexcept {
-    return extra_ ? extra_->progress.get() : nullptr;
+    const TaskExtra* e = extra();
+    return e != nullptr ? e->progress.get() : nullptr;
   }
   [[nodiscard]] const std::string& label() const noexcept;
   void set_job(std::string label, std::shared_ptr<ProgressSlot> progress);
 
  private:
-  ContextRef block_;
-  std::unique_ptr<TaskExtra> extra_;
+  static constexpr std::uintptr_t kExtraBit = 1;
+  [[nodiscard]] TaskExtra* extra() const noexcept {
+    return (word_ & kExtraBit) != 0 ? reinterpret_cast<TaskExtra*>(word_ & ~kExtraBit) : nullptr;
+  }
+  /// The extras, made (holding the block) if there are none yet.
+  /// Throws: `std::bad_alloc`, leaving the context as it was.
+  TaskExtra& ensure_extra();
+  void release() noexcept;
+
+  std::uintptr_t word_ = 0;
 };
 
 /// A request being handled, made current by a web adapter for the duration

@@ -378,4 +378,60 @@ TEST(ContextTest, CallbacksRunningAtOnceInOneTasksContextEachHaveTheirOwnG) {
   EXPECT_FALSE(executor.submit([] { return webexec::g().contains("who"); }).result());
 }
 
+// ---------------------------------------------------------------- TaskContext
+
+// A task context is one word: the shared block, or extras that hold it. Every
+// way of getting from one form to the other keeps exactly one reference per
+// context and the values each context should see.
+TEST(TaskContextTest, OneWordHoldsTheBlockOrTheExtrasThatHoldIt) {
+  webexec::App app("ctx");
+  webexec::G g;
+  g.set("user", std::string("alice"));
+  webexec::detail::ContextRef block = webexec::detail::make_block(&app, nullptr, nullptr, g);
+  webexec::detail::ContextBlock* raw = block.get();
+  EXPECT_EQ(sizeof(webexec::detail::TaskContext), sizeof(void*));
+  {
+    webexec::detail::TaskContext plain{block};
+    EXPECT_EQ(raw->refs.load(), 2);
+    EXPECT_EQ(plain.block(), raw);
+    EXPECT_EQ(plain.app(), &app);
+    EXPECT_FALSE(plain.has_own_g());
+    EXPECT_EQ(plain.progress(), nullptr);
+    EXPECT_EQ(plain.label(), "");
+
+    webexec::detail::TaskContext copy = plain;  // still one word, one more reference
+    EXPECT_EQ(raw->refs.load(), 3);
+    copy.g().set("user", std::string("bob"));  // now extras, holding the same reference
+    EXPECT_EQ(raw->refs.load(), 3);
+    EXPECT_EQ(copy.block(), raw);
+    EXPECT_EQ(copy.app(), &app);
+    EXPECT_EQ(copy.current_g().get<std::string>("user"), "bob");
+    EXPECT_EQ(plain.current_g().get<std::string>("user"), "alice");
+
+    auto slot = std::make_shared<webexec::detail::ProgressSlot>();
+    copy.set_job("key-1", slot);
+    webexec::detail::TaskContext extras_copy = copy;  // copies the extras and the reference
+    EXPECT_EQ(raw->refs.load(), 4);
+    EXPECT_EQ(extras_copy.label(), "key-1");
+    EXPECT_EQ(extras_copy.progress(), slot.get());
+    EXPECT_EQ(extras_copy.current_g().get<std::string>("user"), "bob");
+    extras_copy.g().set("user", std::string("carol"));
+    EXPECT_EQ(copy.current_g().get<std::string>("user"), "bob");
+
+    webexec::detail::TaskContext moved = std::move(extras_copy);
+    EXPECT_EQ(raw->refs.load(), 4);
+    EXPECT_EQ(extras_copy.block(),
+              nullptr);  // NOLINT(bugprone-use-after-move): moved-from is empty
+    EXPECT_EQ(moved.label(), "key-1");
+    moved = plain;  // releases the extras, takes a plain reference
+    EXPECT_EQ(raw->refs.load(), 4);
+    EXPECT_EQ(moved.label(), "");
+    moved = webexec::detail::TaskContext();  // releases it
+    EXPECT_EQ(raw->refs.load(), 3);
+    EXPECT_EQ(moved.app(), nullptr);
+    EXPECT_EQ(moved.current_g().size(), 0U);
+  }
+  EXPECT_EQ(raw->refs.load(), 1);  // every context released its reference
+}
+
 }  // namespace
