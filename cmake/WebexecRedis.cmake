@@ -16,6 +16,7 @@ pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis)
 add_library(webexec_redis STATIC
   "${PROJECT_SOURCE_DIR}/src/redis/connection.cpp"
   "${PROJECT_SOURCE_DIR}/src/redis/protocol.cpp"
+  "${PROJECT_SOURCE_DIR}/src/redis/submitter.cpp"
   "${PROJECT_SOURCE_DIR}/src/redis/url.cpp"
 )
 target_include_directories(webexec_redis PUBLIC "${PROJECT_SOURCE_DIR}/src")

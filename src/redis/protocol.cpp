@@ -387,10 +387,10 @@ ClaimStatus JobQueue::start(Claim& claim) {
   const std::string reply_max = std::to_string(options_.reply_max_len);
   const std::string reply_ttl = ms(options_.reply_ttl);
   const std::string inline_max = std::to_string(options_.reply_inline_max);
-  const Reply r = fcall(
-      "start", {key("stream"), job_key(claim.job_id), key("dead"), reply_key(claim.reply_to)},
-      {group, claim.consumer, claim.sid, limit, claim.job_id, dead_ttl, dead_max, reply_max,
-       reply_ttl, inline_max});
+  const Reply r =
+      fcall("start", {key("stream"), job_key(claim.job_id), key("dead"), reply_key(claim.reply_to)},
+            {group, claim.consumer, claim.sid, limit, claim.job_id, dead_ttl, dead_max, reply_max,
+             reply_ttl, inline_max});
   if (!r.elements.empty() && r.elements[0].str == "DEAD") return ClaimStatus::dead;
   if (r.elements.size() != 3 || r.elements[0].str != "RUN") return ClaimStatus::stale;
   claim.token = r.elements[1].integer;
@@ -424,10 +424,10 @@ bool JobQueue::finish(const Claim& claim, Outcome outcome, std::string_view resu
   const std::string reply_max = std::to_string(options_.reply_max_len);
   const std::string reply_ttl = ms(options_.reply_ttl);
   const std::string inline_max = std::to_string(options_.reply_inline_max);
-  const Reply r = fcall(
-      "finish", {key("stream"), job_key(claim.job_id), reply_key(claim.reply_to)},
-      {group, claim.sid, token, outcome == Outcome::succeeded ? "succeeded" : "failed", result, ttl,
-       claim.job_id, reply_max, reply_ttl, inline_max});
+  const Reply r =
+      fcall("finish", {key("stream"), job_key(claim.job_id), reply_key(claim.reply_to)},
+            {group, claim.sid, token, outcome == Outcome::succeeded ? "succeeded" : "failed",
+             result, ttl, claim.job_id, reply_max, reply_ttl, inline_max});
   return !r.elements.empty() && r.elements[0].str == "OK";
 }
 
@@ -475,8 +475,7 @@ ReapCounts JobQueue::reap(std::string_view reaper, std::chrono::milliseconds min
       }
       const std::string jitter = std::to_string(rng() % 251);
       const Reply done = fcall(
-          "requeue",
-          {stream, job_key(job_id), key("schedule"), key("dead"), reply_key(reply_to)},
+          "requeue", {stream, job_key(job_id), key("schedule"), key("dead"), reply_key(reply_to)},
           {group, reaper, sid, job_id, max_attempts, backoff, max_backoff, jitter, dead_ttl,
            dead_max, reply_max, reply_ttl, inline_max});
       if (done.str == "REQUEUED") ++counts.requeued;

@@ -483,7 +483,7 @@ TEST_F(RedisProtocolTest, ReleaseHandsARunningJobBackAtOnce) {
   EXPECT_FALSE(q.release(*a));  // once
   EXPECT_EQ(hget(q, "j", "state"), "pending");
   EXPECT_EQ(hget(q, "j", "stop"), "0");  // known gap (e): the stop flag is not sticky
-  auto b = q.claim("worker-b");  // no visibility timeout to wait for
+  auto b = q.claim("worker-b");          // no visibility timeout to wait for
   ASSERT_TRUE(b);
   EXPECT_EQ(b->token, 2);
   EXPECT_EQ(b->reply_to, "sub");

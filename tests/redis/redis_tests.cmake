@@ -18,7 +18,7 @@ file(WRITE "${CMAKE_CURRENT_BINARY_DIR}/redis_url_test_labels.cmake"
 set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES
   "${CMAKE_CURRENT_BINARY_DIR}/redis_url_test_labels.cmake")
 
-foreach(_redis_test IN ITEMS server connection protocol)
+foreach(_redis_test IN ITEMS server connection protocol submitter)
   webexec_add_test(redis_${_redis_test}_test LABEL redis TIMEOUT 60
     SOURCES "${CMAKE_CURRENT_LIST_DIR}/${_redis_test}_test.cpp"
     LIBRARIES webexec_redis webexec_redis_test_support)
