@@ -3,6 +3,8 @@
 // JobQueue's Connection (submitters, worker job threads, the heartbeat).
 #include "redis/protocol.hpp"
 
+#include <unistd.h>
+
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -260,6 +262,35 @@ std::string function_name(std::string_view name) {
 }
 
 }  // namespace
+
+namespace {
+std::string random_hex(std::size_t bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::random_device device;
+  std::string out;
+  for (std::size_t i = 0; i < bytes; ++i) {
+    const auto b = static_cast<unsigned>(device()) & 0xffU;
+    out += kDigits[b >> 4U];
+    out += kDigits[b & 0xfU];
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string make_client_id() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  std::string name(host);
+  // The id becomes part of key names: keep it to a safe alphabet.
+  for (char& c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '.';
+    if (!ok) c = '_';
+  }
+  if (name.empty()) name = "host";
+  return name + ":" + std::to_string(::getpid()) + ":" + random_hex(6);
+}
 
 JobQueue::JobQueue(Connection& connection, std::string queue, JobQueueOptions options)
     : connection_(connection),

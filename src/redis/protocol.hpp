@@ -117,6 +117,10 @@ struct ReapCounts {
   int dropped = 0;  // deliveries of jobs that were already done, cancelled or requeued
 };
 
+/// A fresh id for a submitter or worker: `<host>:<pid>:<12 hex digits>`, the
+/// host name reduced to `[A-Za-z0-9.-]` (it becomes part of key names).
+std::string make_client_id();
+
 class JobQueue {
  public:
   enum class Outcome { succeeded, failed };
@@ -172,6 +176,7 @@ class JobQueue {
   /// `Q replies:<submitter>`, the reply stream of one submitter.
   [[nodiscard]] std::string reply_key(std::string_view submitter) const;
   [[nodiscard]] const JobQueueOptions& options() const noexcept { return options_; }
+  [[nodiscard]] Connection& connection() const noexcept { return connection_; }
   [[nodiscard]] const std::string& prefix() const noexcept { return prefix_; }
   static constexpr std::string_view group = "workers";
 

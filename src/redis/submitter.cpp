@@ -3,8 +3,6 @@
 // thread that reads this submitter's reply stream and runs the callbacks.
 #include "redis/submitter.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <exception>
 #include <random>
@@ -16,32 +14,6 @@
 
 namespace webexec::redis {
 namespace {
-
-std::string random_hex(std::size_t bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::random_device device;
-  std::string out;
-  for (std::size_t i = 0; i < bytes; ++i) {
-    const auto b = static_cast<unsigned>(device()) & 0xffU;
-    out += kDigits[b >> 4U];
-    out += kDigits[b & 0xfU];
-  }
-  return out;
-}
-
-std::string default_id() {
-  char host[256] = {};
-  if (::gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
-  std::string name(host);
-  // The id becomes part of key names: keep it to a safe alphabet.
-  for (char& c : name) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '-' || c == '.';
-    if (!ok) c = '_';
-  }
-  if (name.empty()) name = "host";
-  return name + ":" + std::to_string(::getpid()) + ":" + random_hex(6);
-}
 
 bool end_from_state(std::string_view state, JobEnd& end) {
   if (state == "succeeded") {
@@ -83,7 +55,7 @@ std::string_view to_string(JobEnd end) noexcept {
 Submitter::Submitter(RedisUrl url, SubmitterOptions options)
     : url_(std::move(url)),
       options_(std::move(options)),
-      id_(options_.id.empty() ? default_id() : options_.id) {
+      id_(options_.id.empty() ? make_client_id() : options_.id) {
   if (id_.find_first_of("{}") != std::string::npos) {
     throw std::invalid_argument("redis submitter id must not contain '{' or '}'");
   }

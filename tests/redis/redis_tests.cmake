@@ -23,3 +23,15 @@ foreach(_redis_test IN ITEMS server connection protocol submitter)
     SOURCES "${CMAKE_CURRENT_LIST_DIR}/${_redis_test}_test.cpp"
     LIBRARIES webexec_redis webexec_redis_test_support)
 endforeach()
+
+# A Worker in its own process, for tests that kill -9 or SIGTERM it.
+add_executable(redis_test_worker "${CMAKE_CURRENT_LIST_DIR}/test_worker_main.cpp")
+target_link_libraries(redis_test_worker PRIVATE webexec_redis)
+webexec_set_warnings(redis_test_worker)
+
+webexec_add_test(redis_worker_test LABEL redis TIMEOUT 120
+  SOURCES "${CMAKE_CURRENT_LIST_DIR}/worker_test.cpp"
+  LIBRARIES webexec_redis webexec_redis_test_support)
+target_compile_definitions(redis_worker_test PRIVATE
+  "WEBEXEC_REDIS_TEST_WORKER=\"$<TARGET_FILE:redis_test_worker>\"")
+add_dependencies(redis_worker_test redis_test_worker)

@@ -7,10 +7,8 @@
 #include "redis/submitter.hpp"
 
 #include <chrono>
-#include <condition_variable>
 #include <iostream>
 #include <map>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,6 +18,7 @@
 #include "webexec/errors.hpp"
 
 #include "redis/connection.hpp"
+#include "redis/inbox.hpp"
 #include "redis/protocol.hpp"
 #include "redis/redis_server.hpp"
 #include "redis/url.hpp"
@@ -33,6 +32,7 @@ using webexec::redis::JobQueue;
 using webexec::redis::parse_redis_url;
 using webexec::redis::Submitter;
 using webexec::redis::SubmitterOptions;
+using webexec_test::redis::Inbox;
 using webexec_test::redis::RedisServer;
 using webexec_test::redis::RedisServerOptions;
 using namespace std::chrono_literals;
@@ -42,37 +42,6 @@ using Outcome = JobQueue::Outcome;
 webexec::redis::RedisUrl url_of(const RedisServer& server) {
   return parse_redis_url("EXECUTOR_REDIS_URL", server.url());
 }
-
-/// Completions by job id, with a wait for a count (a condition, not a sleep).
-class Inbox {
- public:
-  Submitter::Callback callback() {
-    return [this](Completion c) {
-      const std::lock_guard<std::mutex> lock(mutex_);
-      got_[c.job_id].push_back(std::move(c));
-      ++total_;
-      changed_.notify_all();
-    };
-  }
-  bool wait_for(std::size_t n, std::chrono::seconds patience = 30s) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    return changed_.wait_for(lock, patience, [&] { return total_ >= n; });
-  }
-  std::map<std::string, std::vector<Completion>> snapshot() {
-    const std::lock_guard<std::mutex> lock(mutex_);
-    return got_;
-  }
-  std::size_t total() {
-    const std::lock_guard<std::mutex> lock(mutex_);
-    return total_;
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::map<std::string, std::vector<Completion>> got_;
-  std::size_t total_ = 0;
-};
 
 struct Counts {
   int lost = 0;
