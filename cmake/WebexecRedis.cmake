@@ -15,6 +15,7 @@ pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis)
 
 add_library(webexec_redis STATIC
   "${PROJECT_SOURCE_DIR}/src/redis/connection.cpp"
+  "${PROJECT_SOURCE_DIR}/src/redis/options.cpp"
   "${PROJECT_SOURCE_DIR}/src/redis/payload.cpp"
   "${PROJECT_SOURCE_DIR}/src/redis/protocol.cpp"
   "${PROJECT_SOURCE_DIR}/src/redis/submitter.cpp"
