@@ -201,6 +201,10 @@ void Worker::job_thread(int index) {
         connection = std::make_unique<Connection>(url_, connect);
       } else if (connection->broken()) {
         connection->reconnect();
+        // The server may have restarted without persistence, losing the library.
+        if (options_.load_library) {
+          JobQueue(*connection, options_.queue, options_.queue_options).load_library();
+        }
       }
       JobQueue queue(*connection, options_.queue, options_.queue_options);
       ClaimResult r = queue.claim(consumer, options_.block);
@@ -209,7 +213,18 @@ void Worker::job_thread(int index) {
       if (r.status == ClaimStatus::dead) bump(counters_->dead_on_start);
       if (!r) continue;  // empty: the block was the wait; stale or dead: claim again at once
       run_claim(slot, queue, *r.claim);
-    } catch (const std::exception&) {
+    } catch (const std::exception& e) {
+      // A server restarted without persistence lost the library too: reload it.
+      const auto* command = dynamic_cast<const CommandError*>(&e);
+      if (command != nullptr && options_.load_library && connection && !connection->broken() &&
+          command->reply().find("Function not found") != std::string::npos) {
+        try {
+          JobQueue(*connection, options_.queue, options_.queue_options).load_library();
+          continue;
+        } catch (const std::exception&) {
+          // Back off as for any other error.
+        }
+      }
       // A connection error (or an error reply): back off, reconnect, go on.
       if (!pause(with_jitter(backoff, rng), false)) break;
       backoff = std::min(backoff * 2, options_.reconnect_max);

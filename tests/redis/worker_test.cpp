@@ -258,6 +258,26 @@ TEST_F(RedisWorkerTest, StopPastTheDeadlineReleasesTheJobForImmediateRedelivery)
   EXPECT_EQ(conn_.call({"HGET", "webexec:{w}:job:" + id, "attempt"}).str, "2");
 }
 
+// A redis-server restarted without persistence loses the library and the group; a
+// running worker reloads and recreates them, and jobs submitted afterwards run.
+TEST_F(RedisWorkerTest, WorkerSurvivesAServerRestartThatLostEverything) {
+  Worker worker(url_of(server_), worker_options(registry_));
+  const std::string before = submit("add", {1, 2});
+  ASSERT_TRUE(inbox_.wait_for(1));
+  server_.kill9();
+  server_.restart();
+  // Load nothing by hand: the worker must do it (the submitter would, too, on submit).
+  Connection fresh(url_of(server_));
+  ASSERT_TRUE(fresh.call({"FUNCTION", "LIST"}).elements.empty());
+  ASSERT_TRUE(eventually([&] {
+    return !fresh.call({"FUNCTION", "LIST", "LIBRARYNAME", "webexec_v1"}).elements.empty();
+  }));
+  const std::string after = submit("add", {2, 3});
+  ASSERT_TRUE(inbox_.wait_for(2));
+  EXPECT_EQ(value_of(inbox_.snapshot().at(after).at(0)), 5);
+  static_cast<void>(before);
+}
+
 TEST(RedisWorkerOptionsTest, HeartbeatMustBeBelowTheVisibilityTimeout) {
   RedisServer server;
   webexec::JobRegistry registry;
