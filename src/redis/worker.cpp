@@ -253,14 +253,22 @@ void Worker::run_claim(Slot& slot, JobQueue& queue, Claim& claim) {
     if (past_deadline) slot.released = true;
   }
   bump(counters_->started);
-  const auto done = [&] {
-    {
-      const detail::MutexLock lock(mutex_);
-      slot.busy = false;
-      --busy_;
+  // The slot is freed however this returns (an exception included).
+  struct Done {
+    Worker& worker;
+    Slot& slot;
+    Done(Worker& w, Slot& s) : worker(w), slot(s) {}
+    Done(const Done&) = delete;
+    Done& operator=(const Done&) = delete;
+    ~Done() {
+      {
+        const detail::MutexLock lock(worker.mutex_);
+        slot.busy = false;
+        --worker.busy_;
+      }
+      worker.changed_.notify_all();
     }
-    changed_.notify_all();
-  };
+  } const done{*this, slot};
   if (past_deadline) {
     // Read while stop() waited, started after its deadline: hand it back.
     try {
@@ -268,7 +276,6 @@ void Worker::run_claim(Slot& slot, JobQueue& queue, Claim& claim) {
     } catch (const std::exception&) {
       // Redelivered after the visibility timeout instead.
     }
-    done();
     return;
   }
 
@@ -343,7 +350,6 @@ void Worker::run_claim(Slot& slot, JobQueue& queue, Claim& claim) {
       }
     }
   }
-  done();
 }
 
 void Worker::heartbeat_thread() {
