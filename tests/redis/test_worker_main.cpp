@@ -45,6 +45,13 @@ std::string slow(std::string arg, int ms) {
 }
 WEBEXEC_REGISTER_JOB("slow", slow);
 
+/// Kills the process that runs it, like a job that segfaults.
+int poison() {
+  log_start();
+  ::_exit(9);
+}
+WEBEXEC_REGISTER_JOB("poison", poison);
+
 }  // namespace
 
 int main(int argc, char** argv) {

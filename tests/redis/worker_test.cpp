@@ -329,6 +329,12 @@ class WorkerProcess {
   WorkerProcess(const WorkerProcess&) = delete;
   WorkerProcess& operator=(const WorkerProcess&) = delete;
   void signal(int sig) { ::kill(pid_, sig); }
+  /// True once the process has exited (reaped).
+  bool exited() {
+    int status = 0;
+    if (pid_ > 0 && ::waitpid(pid_, &status, WNOHANG) == pid_) pid_ = -1;
+    return pid_ <= 0;
+  }
   /// The exit status (or -signal).
   int wait() {
     int status = 0;
@@ -423,6 +429,44 @@ TEST_F(RedisWorkerTest, WorkerProcessTerminatedMidJobReleasesItsJob) {
   const auto runs = executions(log);
   ASSERT_EQ(runs.size(), 2U);
   EXPECT_EQ(runs[1].second, 2);
+}
+
+// Issue fault test 4: a poison job that kills every worker it touches is dead-lettered
+// after max retries (max attempts 4 by default) and its future fails clearly; a good
+// job submitted beside it is not lost.
+TEST_F(RedisWorkerTest, PoisonJobThatKillsEveryWorkerIsDeadLettered) {
+  const auto log = server_.dir() / "executions.log";
+  const std::string poison = submitter_.new_job_id();
+  ASSERT_TRUE(
+      submitter_.submit(poison, payload("poison", nlohmann::json::array()), inbox_.callback()));
+  const std::string good = submitter_.new_job_id();
+  ASSERT_TRUE(submitter_.submit(good, payload("slow", {"g", 1}), inbox_.callback()));
+  // One worker process at a time; each one the poison kills is replaced.
+  int spawned = 0;
+  const auto deadline = Clock::now() + 60s;
+  while (inbox_.total() < 2 && Clock::now() < deadline && spawned < 10) {
+    WorkerProcess w(server_, log.string(), 1, 500, 100, 0);
+    ++spawned;
+    while (!w.exited() && inbox_.total() < 2 && Clock::now() < deadline) {
+      static_cast<void>(inbox_.wait_for(2, 1s));  // a worker process, or both ends
+    }
+  }
+  ASSERT_TRUE(inbox_.wait_for(2, 1s));
+  const auto got = inbox_.snapshot();
+  const Completion& dead = got.at(poison).at(0);
+  EXPECT_EQ(dead.end, JobEnd::dead);
+  EXPECT_NE(dead.result.find("dead-lettered after 4 attempts"), std::string::npos) << dead.result;
+  EXPECT_EQ(got.at(good).at(0).end, JobEnd::succeeded);
+  int poison_runs = 0;
+  for (const auto& [id, attempt] : executions(log)) poison_runs += id == poison ? 1 : 0;
+  const int lost = got.count(good) == 0 ? 1 : 0;
+  std::cout << "[redis-worker] PoisonJob: lost=" << lost
+            << " duplicated=0 wrong=" << (dead.end == JobEnd::dead ? 0 : 1)
+            << " (poison runs=" << poison_runs << ", workers spawned=" << spawned << ")"
+            << std::endl;
+  EXPECT_EQ(poison_runs, 4);
+  EXPECT_EQ(conn_.call({"ZSCORE", "webexec:{w}:dead", poison}).type,
+            webexec::redis::Reply::Type::string);
 }
 
 }  // namespace
