@@ -45,6 +45,14 @@ std::string slow(std::string arg, int ms) {
 }
 WEBEXEC_REGISTER_JOB("slow", slow);
 
+/// Sleeps `ms`, then returns "attempt <n>": which run's result was kept.
+std::string tagged(int ms) {
+  log_start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return "attempt " + std::to_string(webexec::redis::current_job_attempt());
+}
+WEBEXEC_REGISTER_JOB("tagged", tagged);
+
 /// Kills the process that runs it, like a job that segfaults.
 int poison() {
   log_start();

@@ -469,4 +469,34 @@ TEST_F(RedisWorkerTest, PoisonJobThatKillsEveryWorkerIsDeadLettered) {
             webexec::redis::Reply::Type::string);
 }
 
+// Issue fault test 3: a worker SIGSTOPped past its lease, then SIGCONTed: the job was
+// redelivered to another worker, and the revived worker's late finish is fenced off.
+TEST_F(RedisWorkerTest, WorkerFrozenPastItsLeaseHasItsLateFinishFencedOff) {
+  const auto log = server_.dir() / "executions.log";
+  const std::string id = submitter_.new_job_id();
+  ASSERT_TRUE(submitter_.submit(id, payload("tagged", {800}), inbox_.callback()));
+  WorkerProcess frozen(server_, log.string(), 1, 500, 100, 10000);
+  ASSERT_TRUE(eventually([&] { return executions(log).size() == 1; }));
+  frozen.signal(SIGSTOP);
+  WorkerProcess other(server_, log.string(), 1, 500, 100, 0);
+  ASSERT_TRUE(inbox_.wait_for(1, 20s));  // reaped after 500 ms idle, run again, finished
+  frozen.signal(SIGCONT);
+  // Let the revived worker finish its run (its FINISH is refused) and exit cleanly.
+  frozen.signal(SIGTERM);
+  EXPECT_EQ(frozen.wait(), 0);  // its job ended before the 10 s grace: not released
+  const auto got = inbox_.snapshot();
+  const int duplicated = static_cast<int>(got.at(id).size()) - 1;
+  const std::string result = value_of(got.at(id).at(0)).get<std::string>();
+  const std::string kept = conn_.call({"HGET", "webexec:{w}:job:" + id, "result"}).str;
+  const int wrong =
+      (result != "attempt 2" || webexec::redis::decode_outcome(kept, kMax).result != "attempt 2")
+          ? 1
+          : 0;
+  std::cout << "[redis-worker] WorkerFrozenPastItsLease: lost=0 duplicated=" << duplicated
+            << " wrong=" << wrong << " (runs=" << executions(log).size() << ")" << std::endl;
+  EXPECT_EQ(duplicated, 0);  // one completion: the late finish wrote nothing
+  EXPECT_EQ(wrong, 0);
+  EXPECT_EQ(executions(log).size(), 2U);
+}
+
 }  // namespace
