@@ -90,11 +90,13 @@ int main(int argc, char** argv) {
     sigwait(&term, &signal);
     const bool all = worker.stop(std::chrono::steady_clock::now() +
                                  std::chrono::milliseconds(std::atoi(argv[7])));
-    // Job code cannot be interrupted: leave without waiting for released jobs.
     std::fflush(stdout);
-    ::_exit(all ? 0 : 1);
+    // Job code cannot be interrupted: leave without waiting for released jobs.
+    if (!all) ::_exit(1);
+    // Every job thread has left its loop: ~Worker joins them at once.
   } catch (const std::exception& e) {
     std::fprintf(stderr, "redis_test_worker: %s\n", e.what());
     return 3;
   }
+  return 0;
 }
