@@ -15,8 +15,12 @@ pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis)
 
 add_library(webexec_redis STATIC
   "${PROJECT_SOURCE_DIR}/src/redis/connection.cpp"
+  "${PROJECT_SOURCE_DIR}/src/redis/options.cpp"
+  "${PROJECT_SOURCE_DIR}/src/redis/payload.cpp"
   "${PROJECT_SOURCE_DIR}/src/redis/protocol.cpp"
+  "${PROJECT_SOURCE_DIR}/src/redis/submitter.cpp"
   "${PROJECT_SOURCE_DIR}/src/redis/url.cpp"
+  "${PROJECT_SOURCE_DIR}/src/redis/worker.cpp"
 )
 target_include_directories(webexec_redis PUBLIC "${PROJECT_SOURCE_DIR}/src")
 target_link_libraries(webexec_redis PUBLIC webexec_core PRIVATE PkgConfig::HIREDIS)

@@ -25,6 +25,7 @@
 namespace {
 
 using webexec::redis::Claim;
+using webexec::redis::ClaimStatus;
 using webexec::redis::Connection;
 using webexec::redis::JobQueue;
 using webexec::redis::JobQueueOptions;
@@ -140,7 +141,10 @@ TEST_F(RedisProtocolTest, EnqueueClaimFinish) {
   EXPECT_GT(conn_.call({"PTTL", q.job_key("j1")}).integer, 0);
   EXPECT_EQ(conn_.call({"XLEN", q.key("stream")}).integer, 0);
   EXPECT_EQ(conn_.call({"XPENDING", q.key("stream"), "workers"}).elements.at(0).integer, 0);
-  EXPECT_FALSE(q.finish(*c, Outcome::succeeded, "twice"));
+  // A retry by the same claim is told OK (its first reply may have been lost) and
+  // changes nothing.
+  EXPECT_TRUE(q.finish(*c, Outcome::succeeded, "twice"));
+  EXPECT_EQ(hget(q, "j1", "result"), std::string("r\0", 2));
 
   // Every key lives under the queue's hash tag.
   for (const auto& k : conn_.call({"KEYS", "*"}).elements) {
@@ -190,7 +194,7 @@ TEST_F(RedisProtocolTest, WorkerFrozenBetweenReadAndStartDoesNotRunTheJob) {
   EXPECT_EQ(q.reap("reaper", 0ms).requeued, 1);
   auto b = q.claim("worker-b");
   ASSERT_TRUE(b);
-  EXPECT_FALSE(q.start(*a));  // woken after the requeue: refused
+  EXPECT_EQ(q.start(*a), ClaimStatus::stale);  // woken after the requeue: refused
   EXPECT_EQ(hget(q, "j", "attempt"), "1");
   EXPECT_TRUE(q.finish(*b, Outcome::succeeded, "b"));
 
@@ -200,7 +204,7 @@ TEST_F(RedisProtocolTest, WorkerFrozenBetweenReadAndStartDoesNotRunTheJob) {
   auto c = q.read("worker-c");
   ASSERT_TRUE(c);
   EXPECT_EQ(q.reap("reaper", 0ms).requeued, 1);
-  EXPECT_FALSE(q.start(*c));
+  EXPECT_EQ(q.start(*c), ClaimStatus::stale);
   auto d = q.claim("worker-d");
   ASSERT_TRUE(d);
   EXPECT_EQ(d->token, 1);  // a delivery that never started burns no attempt
@@ -340,7 +344,7 @@ TEST_F(RedisProtocolTest, ReadOfACancelledJobIsDropped) {
   auto a = q.read("worker-a");
   ASSERT_TRUE(a);
   EXPECT_TRUE(q.cancel("j"));
-  EXPECT_FALSE(q.start(*a));
+  EXPECT_EQ(q.start(*a), ClaimStatus::stale);
   EXPECT_EQ(conn_.call({"XPENDING", q.key("stream"), "workers"}).elements.at(0).integer, 0);
 }
 
@@ -350,27 +354,142 @@ TEST_F(RedisProtocolTest, AJobOfAnotherVersionIsNotStarted) {
   conn_.call({"HSET", q.job_key("j"), "v", "2"});  // written by a newer submitter
   auto a = q.read("worker-a");
   ASSERT_TRUE(a);
-  EXPECT_FALSE(q.start(*a));
+  EXPECT_EQ(q.start(*a), ClaimStatus::stale);
   EXPECT_EQ(hget(q, "j", "state"), "pending");
 }
 
 // Review: START bumped the attempt and marked the job running before the client
-// found the payload missing, so a job that cannot run burned attempts as "running".
-TEST_F(RedisProtocolTest, StartOfAJobWithoutPayloadIsADistinctErrorAndChangesNothing) {
+// found the payload missing; then (known gap) the job stayed pending and was requeued
+// after every lease, never dead-lettered. Now START dead-letters it at once.
+TEST_F(RedisProtocolTest, StartOfAJobWithoutPayloadDeadLettersIt) {
   auto q = queue();
-  ASSERT_TRUE(q.enqueue("j", "p"));
+  ASSERT_TRUE(q.enqueue("j", "p", "sub"));
   conn_.call({"HDEL", q.job_key("j"), "payload"});
   auto a = q.read("worker-a");
   ASSERT_TRUE(a);
-  try {
-    static_cast<void>(q.start(*a));
-    ADD_FAILURE() << "START of a job without payload did not throw";
-  } catch (const webexec::redis::CommandError& e) {
-    EXPECT_NE(std::string(e.what()).find("no payload"), std::string::npos) << e.what();
-  }
-  EXPECT_EQ(hget(q, "j", "state"), "pending");
+  EXPECT_EQ(q.start(*a), ClaimStatus::dead);
+  EXPECT_EQ(hget(q, "j", "state"), "dead");
   EXPECT_EQ(hget(q, "j", "attempt"), "0");
   EXPECT_EQ(hget(q, "j", "worker"), "");
+  EXPECT_NE(hget(q, "j", "result").find("no payload"), std::string::npos);
+  EXPECT_EQ(conn_.call({"ZSCORE", q.key("dead"), "j"}).type, webexec::redis::Reply::Type::string);
+  EXPECT_EQ(conn_.call({"XPENDING", q.key("stream"), "workers"}).elements.at(0).integer, 0);
+  // The submitter hears of it.
+  const auto replies = conn_.call({"XRANGE", q.reply_key("sub"), "-", "+"});
+  ASSERT_EQ(replies.elements.size(), 1U);
+  EXPECT_EQ(replies.elements[0].elements[1].elements.at(3).str, "dead");
+  EXPECT_EQ(q.reap("reaper", 0ms).requeued, 0);
+}
+
+/// The entries of a reply stream as (job, state, result or "<big>").
+std::vector<std::vector<std::string>> replies_of(Connection& conn, const std::string& key) {
+  std::vector<std::vector<std::string>> out;
+  for (const auto& e : conn.call({"XRANGE", key, "-", "+"}).elements) {
+    std::map<std::string, std::string> f;
+    const auto& fields = e.elements.at(1).elements;
+    for (std::size_t i = 0; i + 1 < fields.size(); i += 2) f[fields[i].str] = fields[i + 1].str;
+    out.push_back({f["job"], f["state"], f.count("big") != 0 ? "<big>" : f["result"]});
+  }
+  return out;
+}
+
+TEST_F(RedisProtocolTest, EveryEndReachesTheSubmittersReplyStream) {
+  auto q = queue({.max_attempts = 1, .reply_ttl = 60s, .reply_inline_max = 8});
+  ASSERT_TRUE(q.enqueue("ok", "p", "sub"));
+  ASSERT_TRUE(q.enqueue("big", "p", "sub"));
+  ASSERT_TRUE(q.enqueue("gone", "p", "sub"));
+  ASSERT_TRUE(q.enqueue("lost", "p", "sub"));
+  ASSERT_TRUE(q.enqueue("nobody", "p"));  // no submitter: no reply stream at all
+  EXPECT_TRUE(q.cancel("gone"));
+  auto ok = q.claim("w");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->job_id, "ok");
+  EXPECT_EQ(ok->reply_to, "sub");
+  EXPECT_TRUE(q.finish(*ok, Outcome::succeeded, std::string("r\0", 2)));
+  auto big = q.claim("w");
+  ASSERT_TRUE(big);
+  EXPECT_TRUE(q.finish(*big, Outcome::failed, "longer than eight bytes"));
+  ASSERT_TRUE(q.claim("w"));  // "lost": its worker dies
+  EXPECT_EQ(q.reap("reaper", 0ms).dead, 1);
+  auto nobody = q.claim("w");
+  ASSERT_TRUE(nobody);
+  EXPECT_TRUE(q.finish(*nobody, Outcome::succeeded, "x"));
+  const auto got = replies_of(conn_, q.reply_key("sub"));
+  const std::vector<std::vector<std::string>> want = {
+      {"gone", "cancelled", ""},
+      {"ok", "succeeded", std::string("r\0", 2)},
+      {"big", "failed", "<big>"},
+      {"lost", "dead", "<big>"}};  // the message is longer than 8 bytes too
+  EXPECT_EQ(got, want);
+  const auto ttl = conn_.call({"PTTL", q.reply_key("sub")}).integer;
+  EXPECT_GT(ttl, 50000);
+  EXPECT_LE(ttl, 60000);
+  EXPECT_EQ(conn_.call({"EXISTS", q.reply_key("")}).integer, 0);
+}
+
+TEST_F(RedisProtocolTest, ReplyStreamIsTrimmedToAboutItsMaxLength) {
+  auto q = queue({.reply_max_len = 10});
+  for (int i = 0; i < 500; ++i) ASSERT_TRUE(q.enqueue("j" + std::to_string(i), "p", "sub"));
+  while (auto c = q.claim("w")) ASSERT_TRUE(q.finish(*c, Outcome::succeeded, "r"));
+  // MAXLEN ~ trims whole macro nodes (100 entries by default): bounded, not exact.
+  EXPECT_LE(conn_.call({"XLEN", q.reply_key("sub")}).integer, 200);
+}
+
+// Known gap (d): a FINISH retried after a lost reply was refused as fenced off.
+TEST_F(RedisProtocolTest, FinishRetriedBySameClaimIsAcceptedAndChangesNothing) {
+  auto q = queue();
+  ASSERT_TRUE(q.enqueue("j", "p", "sub"));
+  auto c = q.claim("w");
+  ASSERT_TRUE(c);
+  EXPECT_TRUE(q.finish(*c, Outcome::succeeded, "first"));
+  EXPECT_TRUE(q.finish(*c, Outcome::succeeded, "first"));  // the retry
+  EXPECT_EQ(hget(q, "j", "result"), "first");
+  EXPECT_EQ(replies_of(conn_, q.reply_key("sub")).size(), 1U);  // told once
+  // Another claim of the same job (a stale attempt) is still fenced off.
+  Claim other = *c;
+  other.token = 7;
+  EXPECT_FALSE(q.finish(other, Outcome::succeeded, "late"));
+  other = *c;
+  other.sid = "1-1";
+  EXPECT_FALSE(q.finish(other, Outcome::succeeded, "late"));
+}
+
+// Known gap (d): claim() said nothing both for "queue empty" and "stale delivery".
+TEST_F(RedisProtocolTest, ClaimTellsAnEmptyQueueFromAStaleDelivery) {
+  auto q = queue();
+  EXPECT_EQ(q.claim("w").status, ClaimStatus::empty);
+  ASSERT_TRUE(q.enqueue("j", "p"));
+  auto a = q.read("w");
+  ASSERT_TRUE(a);
+  EXPECT_EQ(q.reap("reaper", 0ms).requeued, 1);
+  EXPECT_TRUE(q.cancel("j"));
+  ASSERT_TRUE(q.enqueue("k", "p"));
+  conn_.call({"HSET", q.job_key("k"), "state", "succeeded"});  // finished elsewhere
+  EXPECT_EQ(q.claim("w").status, ClaimStatus::stale);
+  EXPECT_EQ(q.claim("w").status, ClaimStatus::empty);
+  // A bounded block on an empty queue returns empty after about the block.
+  const auto t0 = Clock::now();
+  EXPECT_EQ(q.claim("w", 100ms).status, ClaimStatus::empty);
+  EXPECT_GE(Clock::now() - t0, 90ms);
+}
+
+TEST_F(RedisProtocolTest, ReleaseHandsARunningJobBackAtOnce) {
+  auto q = queue();
+  ASSERT_TRUE(q.enqueue("j", "p", "sub"));
+  auto a = q.claim("worker-a");
+  ASSERT_TRUE(a);
+  ASSERT_TRUE(q.request_stop("j"));
+  EXPECT_TRUE(q.release(*a));
+  EXPECT_FALSE(q.release(*a));  // once
+  EXPECT_EQ(hget(q, "j", "state"), "pending");
+  EXPECT_EQ(hget(q, "j", "stop"), "0");  // known gap (e): the stop flag is not sticky
+  auto b = q.claim("worker-b");          // no visibility timeout to wait for
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->token, 2);
+  EXPECT_EQ(b->reply_to, "sub");
+  EXPECT_FALSE(q.finish(*a, Outcome::succeeded, "a"));
+  EXPECT_TRUE(q.finish(*b, Outcome::succeeded, "b"));
+  EXPECT_EQ(hget(q, "j", "result"), "b");
 }
 
 TEST_F(RedisProtocolTest, KilledWorkersJobsAreRedeliveredNothingLost) {
