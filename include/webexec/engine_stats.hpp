@@ -7,7 +7,11 @@
 /// keep changing while they are read, so e.g. `succeeded + failed +
 /// cancelled` may briefly exceed `submitted - queued - running` by the
 /// tasks that finished during the read. The gauges are derived from the
-/// counters and clamped at zero.
+/// counters and clamped at zero. The thread engine counts a task's outcome
+/// before its future completes; a remote engine (process) when the job
+/// leaves the engine, just after its future completes, so a reader that
+/// has just seen `result()` return may briefly see the old count. After
+/// `shutdown(wait=true)` every figure is exact.
 ///
 /// Example:
 /// ```

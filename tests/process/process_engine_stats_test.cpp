@@ -109,6 +109,9 @@ TEST(ProcessEngineStatsTest, AWorkerKilledWithSigkillCountsARestart) {
   EXPECT_EQ(next.result(kResultPatience), 25);
   EXPECT_EQ(after.result(kResultPatience), 36);
 
+  // A job's outcome is counted when it leaves the pool, just after its
+  // future completes (on the dispatcher thread).
+  EXPECT_TRUE(eventually(executor, [](const auto& st) { return st.succeeded == 2; }));
   webexec::EngineStats s = executor.stats();
   EXPECT_EQ(s.restarts, 1U);
   // Only jobs that were waiting in the dead worker's socket are handed on.

@@ -19,8 +19,8 @@
 
 #include "webexec/app.hpp"
 #include "webexec/context.hpp"
-#include "webexec/errors.hpp"
 #include "webexec/detail/process_pool.hpp"
+#include "webexec/errors.hpp"
 #include "webexec/executor.hpp"
 #include "webexec/future.hpp"
 #include "webexec/job_registry.hpp"
