@@ -1,3 +1,6 @@
+// Executor: init_app reads the configuration and picks the engine (the one
+// branch on EXECUTOR_TYPE); the rest forwards to the engine. Runs on the
+// calling thread; see include/webexec/executor.hpp.
 #include "webexec/executor.hpp"
 
 #include <algorithm>
@@ -8,8 +11,8 @@
 #include <thread>
 
 #include "webexec/detail/demangle.hpp"
+#include "webexec/detail/process_pool.hpp"
 #include "webexec/errors.hpp"
-#include "webexec/process/fork_server.hpp"
 
 namespace webexec {
 namespace {
@@ -117,41 +120,17 @@ Executor::Executor(App& app, std::string name) : Executor(std::move(name)) { ini
 void Executor::detach_from_app() noexcept {
   // The app is being destroyed while this executor lives on: finish the
   // work (which may still use the app) and drop the engine.
-  stop_thread_engine();
-  if (process_) {
-    try {
-      process_->shutdown(true, false);
-    } catch (...) {  // NOLINT(bugprone-empty-catch): called from one of its own callbacks
-    }
-  }
-  pool_.reset();
-  process_.reset();
+  if (engine_) engine_->close();
+  pool_ = nullptr;
+  remote_ = false;
+  engine_.reset();
   settings_.app = nullptr;
   settings_.default_block = detail::ContextRef();
 }
 
-void Executor::stop_thread_engine() noexcept {
-  if (!pool_) return;
-  if (pool_->is_own_thread()) {
-    // Destroyed by one of its own tasks or by a done callback on a worker:
-    // the calling thread cannot be joined. Queued tasks are cancelled (they
-    // would run with a destroyed executor), every other worker is joined,
-    // and this one exits after the current task; see docs/design.md.
-    pool_->abandon_from_worker();
-    return;
-  }
-  pool_->shutdown(true, false);
-}
-
 Executor::~Executor() {
-  stop_thread_engine();
-  if (process_) {
-    try {
-      process_->shutdown(true, false);
-    } catch (
-        ...) {  // NOLINT(bugprone-empty-catch): destroyed from its own callback; ~ProcessPool joins
-    }
-  }
+  // Also from one of the engine's own threads: see Engine::close().
+  if (engine_) engine_->close();
   if (settings_.app != nullptr) {
     settings_.app->forget_on_destroy(this);
     // Only our own entry: never one that another object holds under the name.
@@ -267,17 +246,20 @@ void Executor::init_app(App& app) {
                                    "?");
   }
 
+  // The one branch on the engine type; from here on Executor talks to
+  // detail::Engine only (its thread pool is cached for the inlined path).
   if (process) {
-    if (!process::fork_server_running()) process::detail::start_fork_server_from_init_app();
-    process_ = std::make_unique<detail::ProcessPool>(detail::ProcessPoolOptions{
+    engine_ = detail::make_process_engine(detail::ProcessPoolOptions{
         .max_workers = options.max_workers.value_or(default_process_count()),
         .max_tasks_per_child = max_tasks_per_child.value_or(0),
         .name = settings_.name,
         .max_payload = max_payload});
     task_timeout_ = task_timeout;
   } else {
-    pool_ = std::make_unique<ThreadPoolExecutor>(std::move(options));
+    engine_ = detail::make_thread_engine(std::move(options));
   }
+  pool_ = engine_->thread_pool();
+  remote_ = pool_ == nullptr;
   futures_.set_max_length(max_length);
   futures_.set_ttl(ttl);
   settings_.propagate_exceptions = propagate;
@@ -288,8 +270,9 @@ void Executor::init_app(App& app) {
   // Non-owning: the executor unregisters itself when destroyed.
   if (!app.add_extension(extension_key, std::shared_ptr<Executor>(std::shared_ptr<void>(), this))) {
     // Another thread registered the name since the check above: undo.
-    pool_.reset();
-    process_.reset();
+    pool_ = nullptr;
+    remote_ = false;
+    engine_.reset();
     settings_.app = nullptr;
     settings_.default_block = detail::ContextRef();
     throw_duplicate();
@@ -313,20 +296,6 @@ void Executor::throw_not_process_callable(const std::string& job) const {
                               "(nlohmann::json to_json/from_json)");
 }
 
-void Executor::check_job_in_workers(const std::string& job) const {
-  const std::uint64_t sequence = JobRegistry::global().sequence(job);
-  if (sequence == 0) {
-    throw std::invalid_argument("no job named '" + job + "' is registered");
-  }
-  if (sequence > process::detail::jobs_known_to_workers()) {
-    throw InvalidStateError(
-        "job '" + job +
-        "' was registered after the fork server started, so worker processes do not have it: "
-        "register jobs at namespace scope (WEBEXEC_REGISTER_JOB or executor.job) or before "
-        "webexec::process::start_fork_server()");
-  }
-}
-
 std::shared_ptr<const nlohmann::json> Executor::app_json_for(const detail::TaskContext& ctx) const {
   if (ctx.app() == nullptr || ctx.app() != settings_.app) return nullptr;
   const std::uint64_t version = settings_.app->config().version();
@@ -339,11 +308,21 @@ std::shared_ptr<const nlohmann::json> Executor::app_json_for(const detail::TaskC
 }
 
 std::vector<pid_t> Executor::worker_pids() const {
-  return process_ ? process_->worker_pids() : std::vector<pid_t>{};
+  return engine_ ? engine_->worker_pids() : std::vector<pid_t>{};
 }
 
+const detail::Engine& Executor::engine() const {
+  if (!engine_) {
+    throw InvalidStateError("Executor '" + settings_.name +
+                            "' is not initialised: call init_app(app) before using it");
+  }
+  return *engine_;
+}
+
+EngineStats Executor::stats() const { return engine().stats(); }
+
 void Executor::throw_no_thread_engine() const {
-  if (process_) {
+  if (engine_) {
     throw InvalidStateError("executor '" + settings_.name +
                             "' runs worker processes; this needs a thread executor");
   }
@@ -351,14 +330,7 @@ void Executor::throw_no_thread_engine() const {
                           "' is not initialised: call init_app(app) before using it");
 }
 
-int Executor::max_workers() const {
-  if (process_) return process_->max_workers();
-  if (!pool_) {
-    throw InvalidStateError("Executor '" + settings_.name +
-                            "' is not initialised: call init_app(app) before using it");
-  }
-  return pool_->max_workers();
-}
+int Executor::max_workers() const { return engine().max_workers(); }
 
 void Executor::add_default_done_callback(std::function<void(const AnyFuture&)> fn) {
   const detail::MutexLock lock(callbacks_mutex_);
@@ -385,21 +357,11 @@ detail::DefaultCallbackNodes Executor::default_callbacks_slow() {
   return out;
 }
 
-bool Executor::is_shutdown() const {
-  if (process_) return process_->is_shutdown();
-  if (!pool_) {
-    throw InvalidStateError("Executor '" + settings_.name +
-                            "' is not initialised: call init_app(app) before using it");
-  }
-  return pool_->is_shutdown();
-}
+bool Executor::is_shutdown() const { return engine().is_shutdown(); }
 
 void Executor::shutdown(bool wait, bool cancel_futures) {
-  if (process_) {
-    process_->shutdown(wait, cancel_futures);
-    return;
-  }
-  engine().shutdown(wait, cancel_futures);
+  if (!engine_) throw_no_thread_engine();  // not initialised
+  engine_->shutdown(wait, cancel_futures);
 }
 
 }  // namespace webexec

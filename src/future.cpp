@@ -285,7 +285,13 @@ bool StateBase::wait_until(const std::optional<Clock::time_point>& deadline) {
   // A worker waiting on a still-pending task of its own pool runs it now:
   // with every worker waiting like this, nobody else ever would.
   if (owner_ != nullptr && owner_ == role.executor) {
-    execute();
+    if (run_task()) {
+      if (InlineRunCounters* counts = role.inline_runs) {
+        auto& c = error_ ? counts->failed : counts->succeeded;  // this thread's own
+        c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      }
+      publish();
+    }
     if (done()) return true;
   }
 

@@ -1,5 +1,12 @@
 /// `Executor`: Flask-Executor's `Executor`, for C++ web services.
 ///
+/// It holds the configuration, the captured contexts and the stored
+/// futures, and forwards the work to one engine (detail/engine.hpp), picked
+/// once at init_app by EXECUTOR_TYPE: thread tasks go straight to the
+/// engine's ThreadPoolExecutor (an inlined template path); registered jobs
+/// for a remote engine (processes) become one RemoteJob
+/// (detail/remote_job.hpp). See docs/design.md, "Engines".
+///
 /// An `Executor` is bound to an `App` (at construction, or later with
 /// `init_app` for the application-factory pattern), reads its configuration
 /// from the app's config or the environment, and runs each task inside a
@@ -50,9 +57,12 @@
 #include "webexec/app.hpp"
 #include "webexec/context.hpp"
 #include "webexec/detail/context_json.hpp"
+#include "webexec/detail/engine.hpp"
+#include "webexec/detail/executor_settings.hpp"
 #include "webexec/detail/export.hpp"
 #include "webexec/detail/mutex.hpp"
-#include "webexec/detail/process_pool.hpp"
+#include "webexec/detail/remote_job.hpp"
+#include "webexec/engine_stats.hpp"
 #include "webexec/future.hpp"
 #include "webexec/future_collection.hpp"
 #include "webexec/job_registry.hpp"
@@ -64,28 +74,6 @@ namespace webexec {
 class Executor;
 
 namespace detail {
-
-/// What every task of one executor shares; lives as long as the executor.
-struct ExecutorSettings {
-  App* app = nullptr;
-  std::string name;
-  bool propagate_exceptions = false;
-  bool push_app_context = true;
-  /// Unique per executor, so a context block cached by a request is never
-  /// reused by another executor that happens to live at the same address.
-  std::uint64_t id = 0;
-  /// The context of tasks submitted outside any request or task.
-  ContextRef default_block;
-};
-
-/// The context for a task submitted now: the running task's (nested
-/// submit), else the current request's, else the app alone. Reuses a
-/// shared block whenever the context is unchanged.
-WEBEXEC_API TaskContext capture_context(const ExecutorSettings& settings);
-
-/// Reports a task's exception to the app (EXECUTOR_PROPAGATE_EXCEPTIONS).
-WEBEXEC_API void report_task_error(const ExecutorSettings& settings, const std::string& label,
-                                   std::exception_ptr error) noexcept;
 
 /// Runs an executor's task inside its captured context; the context lives
 /// with the future's state, so callbacks can run in it too.
@@ -272,11 +260,13 @@ class WEBEXEC_API Executor {
   /// Throws: `InvalidStateError` before init_app; as ThreadPoolExecutor::submit.
   template <typename Fn, typename... Args>
   [[nodiscard]] auto submit(Fn&& fn, Args&&... args) {
+    // The engine was picked at init_app: a thread engine's pool (cached),
+    // or a remote engine that runs registered jobs. No branch per engine.
     if (pool_) [[likely]] {
       return submit_in(
           *pool_, [this] { return capture(); }, std::forward<Fn>(fn), std::forward<Args>(args)...);
     }
-    if (is_process()) return submit_registered({}, nullptr, fn, std::forward<Args>(args)...);
+    if (remote_) return submit_registered({}, nullptr, fn, std::forward<Args>(args)...);
     throw_no_thread_engine();
   }
 
@@ -298,11 +288,11 @@ class WEBEXEC_API Executor {
   template <typename Fn, typename... Args>
   auto submit_stored(std::string key, Fn&& fn, Args&&... args) {
     using R = detail::task_result_t<Fn, Args...>;
-    if (is_process()) check_registered(fn);
+    if (remote_) check_registered(fn);
     return store<R>(
         std::move(key),
         [&](std::string label, std::shared_ptr<detail::ProgressSlot> progress) -> Future<R> {
-          if (is_process()) {
+          if (remote_) {
             return submit_registered(std::move(label), std::move(progress), fn,
                                      std::forward<Args>(args)...);
           }
@@ -355,10 +345,21 @@ class WEBEXEC_API Executor {
   [[nodiscard]] int max_workers() const;
 
   /// True if EXECUTOR_TYPE is "process".
-  [[nodiscard]] bool is_process() const noexcept { return process_ != nullptr; }
+  [[nodiscard]] bool is_process() const noexcept {
+    return engine_ != nullptr && engine_->kind() == detail::EngineKind::process;
+  }
 
   /// The pids of the worker processes (process executors; empty otherwise).
   [[nodiscard]] std::vector<pid_t> worker_pids() const;
+
+  /// The engine's counters: submitted, queued, running, finished by state,
+  /// and for worker engines restarts, redeliveries and dead-lettered jobs.
+  /// Counting costs the thread engine no atomic read-modify-write per task
+  /// (per-thread slots); see EngineStats for a snapshot's consistency.
+  ///
+  /// Thread safety: safe to call concurrently with any member but the
+  /// destructor. Throws: `InvalidStateError` before init_app.
+  [[nodiscard]] EngineStats stats() const;
 
  private:
   template <typename Fn>
@@ -393,7 +394,8 @@ class WEBEXEC_API Executor {
       if (!label.empty() || progress) ctx.set_job(std::move(label), std::move(progress));
       return ctx;
     };
-    return submit_in(engine(), capture_labelled, std::forward<Fn>(fn), std::forward<Args>(args)...);
+    return submit_in(thread_pool(), capture_labelled, std::forward<Fn>(fn),
+                     std::forward<Args>(args)...);
   }
 
   /// Schedules `fn(args...)` on the thread engine in the context that
@@ -408,38 +410,30 @@ class WEBEXEC_API Executor {
         std::forward<Fn>(fn), std::forward<Args>(args)...);
   }
 
-  /// The process path: a registered job, its arguments as JSON, the
-  /// context as JSON; the future completes on the pool's dispatcher thread.
+  /// The remote path (process, later redis): a registered job, its
+  /// arguments and the context as JSON, made into one RemoteJob by
+  /// make_remote_job(); the future completes on the engine's thread.
   template <typename Fn, typename... Args>
-  auto submit_to_process(const std::string& job, std::optional<detail::Clock::duration> timeout,
-                         std::string label, std::shared_ptr<detail::ProgressSlot> progress,
-                         Args&&... args) {
+  auto submit_remote(const std::string& job, std::optional<detail::Clock::duration> timeout,
+                     std::string label, std::shared_ptr<detail::ProgressSlot> progress,
+                     Args&&... args) {
     using R = typename detail::job_signature_t<Fn>::result;
-    check_job_in_workers(job);
+    engine_->check_job(job);
     nlohmann::json arguments = job_arguments(args...);  // fails here, before anything runs
     detail::TaskContext ctx = detail::capture_context(settings_);
     if (!label.empty() || progress) ctx.set_job(label, progress);
     // Everything that can fail is made before the state: once it exists,
     // the job below holds its reference and releases it if submit throws.
     detail::DefaultCallbackNodes callbacks = default_callbacks();
-    auto request = std::make_unique<detail::ProcessJob>();
-    request->name = job;
-    request->complete = &detail::ProcessTaskState<R>::complete;
-    request->attach_slot = &detail::ProcessTaskState<R>::attach_slot;
-    request->detach_slot = &detail::ProcessTaskState<R>::detach_slot;
-    request->timeout = timeout ? timeout : task_timeout_;
-    request->request = {{"job", job},
-                        {"args", std::move(arguments)},
-                        {"ctx", detail::context_to_json(ctx, app_json_for(ctx).get())},
-                        {"label", label},
-                        {"progress", progress != nullptr}};
-    request->progress = std::move(progress);
-    auto* state = new detail::ProcessTaskState<R>(std::move(ctx));
+    std::unique_ptr<detail::RemoteJob> request =
+        detail::make_remote_job(job, std::move(arguments), ctx, app_json_for(ctx).get(), label,
+                                std::move(progress), timeout ? timeout : task_timeout_);
+    auto* state = new detail::RemoteTaskState<R>(std::move(ctx));
     state->preset_refs(2);  // the future's and the job's
-    request->state = state;
+    request->bind(state);
     Future<R> future = detail::FutureAccess::adopt<Future<R>>(state);
     callbacks.attach_to(*state);
-    process_->submit(std::move(request));
+    engine_->submit(std::move(request));
     return future;
   }
 
@@ -455,8 +449,8 @@ class WEBEXEC_API Executor {
       const std::string name = JobRegistry::global().name_of(fn);
       if (!name.empty()) {
         if (label.empty()) label = name;
-        return submit_to_process<F>(name, std::nullopt, std::move(label), std::move(progress),
-                                    std::forward<Args>(args)...);
+        return submit_remote<F>(name, std::nullopt, std::move(label), std::move(progress),
+                                std::forward<Args>(args)...);
       }
     }
     throw_not_registered();
@@ -476,7 +470,6 @@ class WEBEXEC_API Executor {
   [[nodiscard]] std::shared_ptr<const nlohmann::json> app_json_for(
       const detail::TaskContext& ctx) const;
   [[noreturn]] void throw_not_registered() const;
-  void check_job_in_workers(const std::string& job) const;
   [[noreturn]] void throw_not_process_callable(const std::string& job) const;
 
   /// capture_context(), with the common case inlined: another submit in the
@@ -490,14 +483,13 @@ class WEBEXEC_API Executor {
     return detail::capture_context(settings_);
   }
 
-  /// Shuts the thread engine down from the destructor or detach_from_app,
-  /// also from one of its own workers.
-  void stop_thread_engine() noexcept;
-
-  ThreadPoolExecutor& engine() {
+  /// The thread engine's pool, for the thread-only paths.
+  ThreadPoolExecutor& thread_pool() {
     if (pool_) return *pool_;
     throw_no_thread_engine();
   }
+  /// The engine; throws InvalidStateError before init_app.
+  [[nodiscard]] const detail::Engine& engine() const;
   [[noreturn]] void throw_no_thread_engine() const;
   /// Nodes for the default done callbacks registered so far, to attach to
   /// the next task. Throws: `std::bad_alloc`.
@@ -509,8 +501,11 @@ class WEBEXEC_API Executor {
 
   detail::ExecutorSettings settings_;
   FutureCollection futures_;
-  std::unique_ptr<ThreadPoolExecutor> pool_;
-  std::unique_ptr<detail::ProcessPool> process_;
+  std::unique_ptr<detail::Engine> engine_;
+  // Cached from engine_ at init_app: the thread fast path (null otherwise),
+  // and whether tasks go out as registered jobs (process, redis).
+  ThreadPoolExecutor* pool_ = nullptr;
+  bool remote_ = false;
   std::optional<detail::Clock::duration> task_timeout_;
   mutable detail::Mutex app_json_mutex_;
   mutable std::uint64_t app_json_version_ WEBEXEC_GUARDED_BY(app_json_mutex_) = UINT64_MAX;
@@ -530,14 +525,14 @@ auto submit_job(Executor& executor, const Fn& fn, const std::string& name,
                 const std::optional<Clock::duration>& timeout, std::string label,
                 std::shared_ptr<ProgressSlot> progress, Args&&... args)
     -> Future<task_result_t<const Fn&, Args...>> {
-  if (executor.is_process()) {
+  if (executor.remote_) {
     if constexpr (process_callable<Fn, Args...>()) {
       if (name.empty()) {
         throw std::invalid_argument(
             "a process executor runs named jobs only: use executor.job(\"name\", fn)");
       }
-      return executor.template submit_to_process<Fn>(
-          name, timeout, std::move(label), std::move(progress), std::forward<Args>(args)...);
+      return executor.template submit_remote<Fn>(name, timeout, std::move(label),
+                                                 std::move(progress), std::forward<Args>(args)...);
     } else {
       executor.throw_not_process_callable(name);
     }

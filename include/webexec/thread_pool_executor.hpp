@@ -35,6 +35,7 @@
 
 #include "webexec/detail/export.hpp"
 #include "webexec/detail/task.hpp"
+#include "webexec/engine_stats.hpp"
 #include "webexec/future.hpp"
 #include "webexec/map_result.hpp"
 #include "webexec/timeout.hpp"
@@ -57,6 +58,7 @@ struct ThreadPoolOptions {
 
 namespace detail {
 class PoolCore;
+class ThreadEngine;
 }  // namespace detail
 
 /// A pool of threads running submitted calls. See the file comment.
@@ -136,8 +138,20 @@ class WEBEXEC_API ThreadPoolExecutor {
   /// Threads started so far (they start lazily).
   [[nodiscard]] std::size_t thread_count() const noexcept;
 
+  /// The pool's counters: submitted, queued, running, and finished by
+  /// state (`restarts`, `redeliveries` and `dead_lettered` are zero). Each
+  /// thread counts in its own slot with a plain load and store, and this
+  /// sums the slots: see EngineStats for the consistency of a snapshot. A
+  /// task cancelled while queued counts as queued until a worker (or
+  /// shutdown) takes it off the queue.
+  ///
+  /// Thread safety: safe to call concurrently with any member but the
+  /// destructor. Throws: nothing.
+  [[nodiscard]] EngineStats stats() const noexcept;
+
  private:
   friend class Executor;
+  friend class detail::ThreadEngine;
 
   /// submit() with an `Attach` (built in the state from `attach_arg`) that
   /// runs around the callable and lives as long as the state, and a

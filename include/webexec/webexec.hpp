@@ -5,6 +5,7 @@
 #include "webexec/app.hpp"                   // IWYU pragma: export
 #include "webexec/config.hpp"                // IWYU pragma: export
 #include "webexec/context.hpp"               // IWYU pragma: export
+#include "webexec/engine_stats.hpp"          // IWYU pragma: export
 #include "webexec/errors.hpp"                // IWYU pragma: export
 #include "webexec/executor.hpp"              // IWYU pragma: export
 #include "webexec/future.hpp"                // IWYU pragma: export

@@ -20,9 +20,9 @@
 #include <thread>
 
 #include "webexec/detail/demangle.hpp"
+#include "webexec/detail/executor_settings.hpp"
 #include "webexec/detail/mutex.hpp"
 #include "webexec/errors.hpp"
-#include "webexec/executor.hpp"
 #include "webexec/process/fork_server.hpp"
 
 #include "process/wire.hpp"
@@ -212,6 +212,7 @@ class ProcessPool::Impl {
   }
 
   void submit(std::unique_ptr<ProcessJob> job) {
+    job->counters = &counters_;  // counts its outcome when the job is dropped
     {
       const MutexLock lock(mutex_);
       if (shutdown_) throw ShutdownError("cannot schedule new futures after shutdown");
@@ -222,6 +223,7 @@ class ProcessPool::Impl {
       job->request["limit"] = options_.max_payload;
       job->body = std::make_shared<const std::string>(wire::encode_body(job->request));
     } catch (...) {
+      RemoteCounters::bump(counters_.submitted);
       fail(*job, std::make_exception_ptr(std::invalid_argument(
                      "job '" + job->name + "' cannot be encoded for a worker process: " +
                      webexec::detail::what(std::current_exception()))));
@@ -229,6 +231,7 @@ class ProcessPool::Impl {
     }
     job->request = nlohmann::json();
     if (job->body->size() > options_.max_payload) {
+      RemoteCounters::bump(counters_.submitted);
       fail(*job, std::make_exception_ptr(PayloadTooLargeError(
                      "job '" + job->name + "' is " + std::to_string(job->body->size()) +
                      " bytes encoded (arguments and context), over EXECUTOR_MAX_PAYLOAD = " +
@@ -239,6 +242,7 @@ class ProcessPool::Impl {
       const MutexLock lock(mutex_);
       if (shutdown_) throw ShutdownError("cannot schedule new futures after shutdown");
       pending_.push_back(std::move(job));
+      RemoteCounters::bump(counters_.submitted);
     }
     wake();
   }
@@ -282,6 +286,8 @@ class ProcessPool::Impl {
     const MutexLock lock(mutex_);
     return pids_;
   }
+
+  [[nodiscard]] EngineStats stats() const noexcept { return counters_.snapshot(); }
 
  private:
   void wake() const {
@@ -372,6 +378,7 @@ class ProcessPool::Impl {
     w->jobs.clear();
     const pid_t pid = w->pid;
     const int status = remove(w, kill);
+    if (!stopping_workers_) RemoteCounters::bump(counters_.restarts);
     for (auto& job : claimed) {
       fail(*job, std::make_exception_ptr(BrokenProcessPool(
                      "worker process " + std::to_string(pid) + " " + what_happened + " (" +
@@ -390,6 +397,7 @@ class ProcessPool::Impl {
     } else if (front_is_job && ++jobs.front()->losses >= kMaxLosses) {
       std::unique_ptr<ProcessJob> lost = std::move(jobs.front());
       jobs.pop_front();
+      RemoteCounters::bump(counters_.dead_lettered);
       fail(*lost, std::make_exception_ptr(BrokenProcessPool(
                       "job '" + lost->name + "' was next in " + std::to_string(kMaxLosses) +
                       " worker processes that each died before starting it (the last, " +
@@ -397,6 +405,7 @@ class ProcessPool::Impl {
                       webexec::process::detail::describe_wait_status(status) +
                       "); it was not retried again")));
     }
+    RemoteCounters::bump(counters_.redeliveries, jobs.size());
     requeue_front(jobs);
     if (!running) return;
     if (override_error) {
@@ -814,6 +823,7 @@ class ProcessPool::Impl {
         report_error("the process pool's dispatcher", std::current_exception());
       }
     }
+    stopping_workers_ = true;  // what bury() does now is no restart
     while (!workers_.empty()) {
       try {
         // Idle ones hold no job: killed too, so a stopped one cannot hang
@@ -878,8 +888,10 @@ class ProcessPool::Impl {
       dispatch();
 
       bool busy = false;
+      std::uint64_t running = 0;
       Clock::time_point next_deadline = Clock::time_point::max();
       for (const auto& w : workers_) {
+        if (w->busy() && w->front_started) ++running;
         busy = busy || w->busy();
         next_deadline = std::min({next_deadline, w->deadline, answer_deadline(*w)});
       }
@@ -887,6 +899,7 @@ class ProcessPool::Impl {
         const MutexLock lock(mutex_);
         if (!pending_.empty()) next_deadline = std::min(next_deadline, spawn_backoff_until_);
       }
+      counters_.running.store(running, std::memory_order_relaxed);
       if (stopping && !busy) {
         const MutexLock lock(mutex_);
         if (pending_.empty()) return false;
@@ -1010,6 +1023,10 @@ class ProcessPool::Impl {
   }
 
   const ProcessPoolOptions options_;
+  // Before every member that holds jobs: a job counts its outcome here
+  // when it is destroyed.
+  RemoteCounters counters_;
+  bool stopping_workers_ = false;  // dispatcher thread only
   int wake_fd_ = -1;
   mutable Mutex mutex_;
   std::deque<std::unique_ptr<ProcessJob>> pending_ WEBEXEC_GUARDED_BY(mutex_);
@@ -1050,5 +1067,6 @@ void ProcessPool::shutdown(bool wait, bool cancel_futures) {
 int ProcessPool::max_workers() const noexcept { return impl_->max_workers(); }
 bool ProcessPool::is_shutdown() const { return impl_->is_shutdown(); }
 std::vector<pid_t> ProcessPool::worker_pids() const { return impl_->worker_pids(); }
+EngineStats ProcessPool::stats() const noexcept { return impl_->stats(); }
 
 }  // namespace webexec::detail

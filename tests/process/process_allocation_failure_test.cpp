@@ -44,7 +44,7 @@ using webexec_test::core::what_of;
 /// then abort), and one never allocated would let every submit through (the tests
 /// check that some failed).
 using Result = std::array<int, 37>;
-constexpr std::size_t kStateSize = sizeof(webexec::detail::ProcessTaskState<Result>);
+constexpr std::size_t kStateSize = sizeof(webexec::detail::RemoteTaskState<Result>);
 
 Result fill(int value) {
   Result out{};

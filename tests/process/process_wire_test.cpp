@@ -19,6 +19,7 @@
 
 #include "webexec/app.hpp"
 #include "webexec/context.hpp"
+#include "webexec/detail/process_pool.hpp"
 #include "webexec/errors.hpp"
 #include "webexec/executor.hpp"
 #include "webexec/future.hpp"

@@ -71,10 +71,19 @@ class CallbackNode {
 /// threw, e.g. "done callback".
 WEBEXEC_API void report_error(const char* where, std::exception_ptr error) noexcept;
 
+/// Counts of the tasks a pool worker ran inline, in wait_until(), because
+/// it waited on a pending task of its own pool. Written only by that worker
+/// (relaxed load and store), read by the pool's stats() from any thread.
+struct InlineRunCounters {
+  std::atomic<std::uint64_t> succeeded{0};
+  std::atomic<std::uint64_t> failed{0};
+};
+
 /// What the current thread is doing, for deadlock detection.
 struct ThreadRole {
-  const void* executor = nullptr;   // the pool this thread works for
-  const StateBase* task = nullptr;  // the task it is running
+  const void* executor = nullptr;            // the pool this thread works for
+  const StateBase* task = nullptr;           // the task it is running
+  InlineRunCounters* inline_runs = nullptr;  // the pool worker's own, or null
 };
 WEBEXEC_API ThreadRole& thread_role() noexcept;
 

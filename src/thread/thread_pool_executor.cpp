@@ -1,3 +1,6 @@
+// ThreadPoolExecutor, the thread engine's pool: submit() and enqueue() run
+// on the submitting threads, worker_main() on the pool's own threads,
+// stats() on any thread (see docs/design.md, "Engines" and "Thread pool").
 #include "webexec/thread_pool_executor.hpp"
 
 #include <pthread.h>
@@ -12,6 +15,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "webexec/detail/mutex.hpp"
@@ -155,6 +159,42 @@ int default_max_workers() {
 }
 
 std::atomic<int> pool_counter{0};
+// Pool ids for the submitters' counter caches: never reused, unlike addresses.
+std::atomic<std::uint64_t> next_pool_id{1};
+
+/// Adds one to a counter that only the calling thread writes: a plain load
+/// and store, no lock prefix (the pools' counters are per thread).
+inline void bump(std::atomic<std::uint64_t>& c) noexcept {
+  c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
+/// One submitting thread's count for one pool, on its own cache line.
+struct alignas(64) SubmitterSlot {
+  std::atomic<std::uint64_t> submitted{0};
+};
+
+/// One worker's counts, on its own cache lines; only that worker writes them.
+struct alignas(64) WorkerSlot {
+  std::atomic<std::uint64_t> taken{0};  // popped by its loop
+  std::atomic<std::uint64_t> succeeded{0};
+  std::atomic<std::uint64_t> failed{0};
+  std::atomic<std::uint64_t> cancelled{0};      // popped already cancelled
+  std::atomic<std::uint64_t> ran_elsewhere{0};  // popped after a worker ran it inline
+  InlineRunCounters inline_runs;                // run inline by this worker (wait_until)
+};
+
+/// The submitting thread's slot for the pool it submitted to last: a
+/// submit to the same pool costs a compare and a bump. Trivial, so reading
+/// it needs no TLS guard.
+struct SubmitterCache {
+  std::uint64_t pool_id = 0;
+  std::atomic<std::uint64_t>* slot = nullptr;
+};
+constinit thread_local SubmitterCache submit_cache{};
+// The slots of the pools it submitted to before the last (most recent
+// first), so that alternating between a few pools stays off the registry.
+constexpr std::size_t kRecentPools = 8;
+constinit thread_local SubmitterCache recent_pools[kRecentPools]{};
 
 // How long an idle worker spins for new work before parking. Covers the gap
 // between a result and the next submit of a tight submit/result loop.
@@ -205,6 +245,8 @@ class PoolCore {
   }
   [[nodiscard]] std::stop_token stop_token() const noexcept { return stop_.get_token(); }
 
+  [[nodiscard]] EngineStats stats() const noexcept;
+
  private:
   // gate_ = flags | number of submits in flight. shutdown and breakage set a
   // flag, then wait for in-flight submits, after which nothing is pushed;
@@ -218,7 +260,19 @@ class PoolCore {
   static constexpr std::uint64_t kDrainedFlag = std::uint64_t{1} << 61;
   static constexpr std::uint64_t kInFlightMask = kDrainedFlag - 1;
 
-  void worker_main(int index);
+  void worker_main(int index, WorkerSlot* counts);
+  /// Counts a submit in the calling thread's slot.
+  void count_submit() {
+    const SubmitterCache& cache = submit_cache;
+    if (cache.pool_id == id_) [[likely]] {
+      bump(*cache.slot);
+      return;
+    }
+    count_submit_slow();
+  }
+  void count_submit_slow();
+  /// Counts a task that shutdown or a broken pool took off the queue.
+  void count_dropped(StateBase& task) noexcept;
   QueueNode* try_pop() noexcept;
   QueueNode* pop_settled() noexcept;
   /// The only way to pop queue_: pops are serialised by pop_lock_.
@@ -264,7 +318,104 @@ class PoolCore {
   // Held by shutdown(wait=true) while it joins, so that a concurrent one
   // returns only once every worker has been joined.
   Mutex join_mutex_ WEBEXEC_ACQUIRED_BEFORE(threads_mutex_);
+
+  // Counters (see stats()): one slot per submitting thread and per worker,
+  // registered under counters_mutex_, each written only by its thread.
+  const std::uint64_t id_ = next_pool_id.fetch_add(1, std::memory_order_relaxed);
+  mutable Mutex counters_mutex_;
+  std::vector<std::unique_ptr<SubmitterSlot>> submitters_ WEBEXEC_GUARDED_BY(counters_mutex_);
+  std::unordered_map<std::thread::id, SubmitterSlot*> submitter_of_
+      WEBEXEC_GUARDED_BY(counters_mutex_);
+  std::vector<std::unique_ptr<WorkerSlot>> workers_ WEBEXEC_GUARDED_BY(counters_mutex_);
+  // Tasks taken off the queue by shutdown or a broken pool: slow paths,
+  // any thread.
+  std::atomic<std::uint64_t> dropped_cancelled_{0};
+  std::atomic<std::uint64_t> dropped_failed_{0};
+  std::atomic<std::uint64_t> dropped_ran_elsewhere_{0};
 };
+
+void PoolCore::count_submit_slow() {
+  // Another pool than last time: look in the recent ones, else register.
+  SubmitterCache found;
+  std::size_t at = kRecentPools - 1;  // the slot to free (oldest) if not found
+  for (std::size_t i = 0; i < kRecentPools; ++i) {
+    if (recent_pools[i].pool_id == id_) {
+      found = recent_pools[i];
+      at = i;
+      break;
+    }
+  }
+  if (found.slot == nullptr) {
+    const MutexLock lock(counters_mutex_);
+    SubmitterSlot*& slot = submitter_of_[std::this_thread::get_id()];
+    if (slot == nullptr) {
+      submitters_.push_back(std::make_unique<SubmitterSlot>());
+      slot = submitters_.back().get();
+    }
+    found = {id_, &slot->submitted};
+  }
+  // The previous front moves to the head of the recent list.
+  for (std::size_t i = at; i > 0; --i) recent_pools[i] = recent_pools[i - 1];
+  recent_pools[0] = submit_cache;
+  submit_cache = found;
+  bump(*found.slot);
+}
+
+void PoolCore::count_dropped(StateBase& task) noexcept {
+  switch (task.state()) {
+    case FutureState::cancelled:
+      dropped_cancelled_.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case FutureState::finished:
+      if (task.error()) {
+        dropped_failed_.fetch_add(1, std::memory_order_relaxed);
+        break;
+      }
+      [[fallthrough]];
+    default:  // ran inline by a worker that waited for it (counted there)
+      dropped_ran_elsewhere_.fetch_add(1, std::memory_order_relaxed);
+      break;
+  }
+}
+
+EngineStats PoolCore::stats() const noexcept {
+  auto get = [](const std::atomic<std::uint64_t>& c) { return c.load(std::memory_order_relaxed); };
+  auto minus = [](std::uint64_t a, std::uint64_t b) { return a > b ? a - b : 0; };
+  EngineStats s;
+  std::uint64_t taken = 0;
+  std::uint64_t ran_elsewhere = get(dropped_ran_elsewhere_);
+  std::uint64_t ran_inline = 0;
+  std::uint64_t loop_done = 0;
+  const MutexLock lock(counters_mutex_);
+  // Outcomes before the counts they derive from (a worker bumps `taken`
+  // before the outcome), so the gauges rarely need the clamp.
+  for (const auto& w : workers_) {
+    const std::uint64_t succeeded = get(w->succeeded);
+    const std::uint64_t failed = get(w->failed);
+    const std::uint64_t cancelled = get(w->cancelled);
+    const std::uint64_t elsewhere = get(w->ran_elsewhere);
+    const std::uint64_t inline_succeeded = get(w->inline_runs.succeeded);
+    const std::uint64_t inline_failed = get(w->inline_runs.failed);
+    s.succeeded += succeeded + inline_succeeded;
+    s.failed += failed + inline_failed;
+    s.cancelled += cancelled;
+    ran_elsewhere += elsewhere;
+    ran_inline += inline_succeeded + inline_failed;
+    loop_done += succeeded + failed + cancelled + elsewhere;
+    taken += get(w->taken);
+  }
+  const std::uint64_t dropped_cancelled = get(dropped_cancelled_);
+  const std::uint64_t dropped_failed = get(dropped_failed_);
+  s.cancelled += dropped_cancelled;
+  s.failed += dropped_failed;
+  for (const auto& slot : submitters_) s.submitted += get(slot->submitted);
+  s.running = minus(taken, loop_done);
+  // Still queued: neither popped nor dropped, nor already run inline.
+  const std::uint64_t off_queue = taken + dropped_cancelled + dropped_failed +
+                                  get(dropped_ran_elsewhere_) + minus(ran_inline, ran_elsewhere);
+  s.queued = minus(s.submitted, off_queue);
+  return s;
+}
 
 void PoolCore::enqueue(StateBase* task) {
   const std::uint64_t gate = gate_.fetch_add(1, std::memory_order_acquire);
@@ -276,6 +427,8 @@ void PoolCore::enqueue(StateBase* task) {
     }
     throw ShutdownError("cannot schedule new futures after shutdown");
   }
+  // Counted before the push, so a worker never takes a task not yet counted.
+  count_submit();
   queue_.push(task);
   try {
     start_or_wake_worker();
@@ -285,7 +438,12 @@ void PoolCore::enqueue(StateBase* task) {
     // gate: cancelling runs its done callbacks, and one may shut down.
     const bool no_thread = started_.load() == 0;
     gate_.fetch_sub(1, std::memory_order_release);
-    if (no_thread && task->cancel()) throw;
+    if (no_thread && task->cancel()) {
+      // Not submitted after all: the caller gets the exception.
+      std::atomic<std::uint64_t>& mine = *submit_cache.slot;
+      mine.store(mine.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+      throw;
+    }
     return;
   }
   gate_.fetch_sub(1, std::memory_order_release);
@@ -311,7 +469,13 @@ void PoolCore::spawn_worker() {
     wake_one();
     return;
   }
-  threads_.emplace_back([this, index] { worker_main(index); });
+  WorkerSlot* counts = nullptr;
+  {
+    const MutexLock counters_lock(counters_mutex_);
+    workers_.push_back(std::make_unique<WorkerSlot>());
+    counts = workers_.back().get();
+  }
+  threads_.emplace_back([this, index, counts] { worker_main(index, counts); });
   started_.store(index + 1, std::memory_order_relaxed);
 }
 
@@ -391,10 +555,11 @@ QueueNode* PoolCore::wait_for_work(bool& idle) {
   }
 }
 
-void PoolCore::worker_main(int index) {
+void PoolCore::worker_main(int index, WorkerSlot* counts) {
   const std::string name = prefix_ + "_" + std::to_string(index);
   pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
   thread_role().executor = this;
+  thread_role().inline_runs = &counts->inline_runs;
 
   if (initializer_) {
     try {
@@ -418,7 +583,10 @@ void PoolCore::worker_main(int index) {
       idle = false;
     }
     auto* task = static_cast<StateBase*>(node);
+    bump(counts->taken);
     if (task->run_task()) {
+      // Read before publishing: until then this worker owns the outcome.
+      bump(task->error() ? counts->failed : counts->succeeded);
       // Idle once nothing of the task is left to run. Without done
       // callbacks that is before the result is visible, so a submit that
       // follows result() reuses this thread instead of starting another;
@@ -442,6 +610,10 @@ void PoolCore::worker_main(int index) {
           idle = true;
         }
       }
+    } else {
+      // Cancelled while queued, or already run inline by a worker that
+      // waited for it (counted there).
+      bump(task->state() == FutureState::cancelled ? counts->cancelled : counts->ran_elsewhere);
     }
     task->release();
   }
@@ -470,6 +642,7 @@ void PoolCore::initializer_failed(std::exception_ptr error) noexcept {
   while (QueueNode* node = pop_settled()) {
     auto* task = static_cast<StateBase*>(node);
     task->fail_pending(broken);
+    count_dropped(*task);
     task->release();
   }
 }
@@ -481,6 +654,7 @@ void PoolCore::stop_accepting(bool cancel_queued) noexcept {
     while (QueueNode* node = pop_settled()) {
       auto* task = static_cast<StateBase*>(node);
       task->cancel();
+      count_dropped(*task);
       task->release();
     }
     stop_.request_stop();
@@ -568,6 +742,10 @@ void ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {
 int ThreadPoolExecutor::max_workers() const noexcept { return core_->max_workers(); }
 
 std::size_t ThreadPoolExecutor::thread_count() const noexcept { return core_->thread_count(); }
+
+EngineStats ThreadPoolExecutor::stats() const noexcept {
+  return core_ ? core_->stats() : EngineStats{};
+}
 
 void ThreadPoolExecutor::enqueue(detail::StateBase* task) { core_->enqueue(task); }
 
