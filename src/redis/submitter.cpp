@@ -149,10 +149,14 @@ bool Submitter::submit(std::string_view job_id, std::string_view payload, Callba
     created = with_commands(
         [&](JobQueue& q, bool retry) { return q.enqueue(job_id, payload, id_) || retry; });
   } catch (...) {
-    // No callback for a job whose submit threw. (A reply lost after the server
-    // applied the enqueue is the one case where the job may exist anyway.)
+    // No callback for a job whose submit threw. A reply lost after the server
+    // applied the enqueue is the one case where the job may exist anyway; if
+    // its callback has already run (the listener delivered its end while the
+    // retry failed), the job certainly exists and ended: report it as created.
     const detail::MutexLock lock(mutex_);
-    pending_.erase(pending_.find(job_id));
+    const auto it = pending_.find(job_id);
+    if (it == pending_.end()) return true;
+    pending_.erase(it);
     throw;
   }
   const detail::MutexLock lock(mutex_);

@@ -110,7 +110,9 @@ class Submitter {
   /// else at the next reconcile).
   /// Throws: `ConnectionError` if Redis is unreachable (after one reconnect
   /// and retry): `on_done` will never run, and no job was created unless the
-  /// server applied the enqueue and then died before replying;
+  /// server applied the enqueue and then died before replying (if that job
+  /// even ended, and `on_done` ran, while the retry failed, submit returns
+  /// true instead of throwing: the job exists);
   /// `PayloadTooLargeError` over `max_payload`; `ShutdownError` after
   /// shutdown(); `CommandError` for an error reply.
   bool submit(std::string_view job_id, std::string_view payload, Callback on_done);

@@ -281,6 +281,9 @@ void Worker::run_claim(Slot& slot, JobQueue& queue, Claim& claim) {
 
   JobQueue::Outcome outcome = JobQueue::Outcome::failed;
   std::string result;
+  // The result limit: the smaller of the submitter's (in the payload) and this
+  // worker's own, so a submitter's frame cannot make it store a larger result.
+  std::size_t limit = options_.max_payload;
   {
     const CurrentJob current(claim, token);
     try {
@@ -290,19 +293,20 @@ void Worker::run_claim(Slot& slot, JobQueue& queue, Claim& claim) {
                                     " is not registered in redis worker " + id_ +
                                     ": a worker runs only the job names its program registered");
       }
+      limit = std::min<std::size_t>(m.limit, options_.max_payload);
       const nlohmann::json value = run_job(m, *registry_);
       result = encode_result(value);
       const std::size_t body = result.size() - process::detail::kHeaderSize;
-      if (body > m.limit) {
+      if (body > limit) {
         throw PayloadTooLargeError(
             "the result of job '" + m.job + "' is " + std::to_string(body) +
-            " bytes encoded, over EXECUTOR_MAX_PAYLOAD = " + std::to_string(m.limit) + " bytes");
+            " bytes encoded, over EXECUTOR_MAX_PAYLOAD = " + std::to_string(limit) + " bytes");
       }
       outcome = JobQueue::Outcome::succeeded;
     } catch (...) {
       const std::exception_ptr error = std::current_exception();
       std::string message = webexec::detail::what(error);
-      const std::size_t room = options_.max_payload > 1024 ? options_.max_payload - 1024 : 0;
+      const std::size_t room = limit > 1024 ? limit - 1024 : 0;
       if (message.size() > room) {
         message.resize(room);
         message += " [truncated]";

@@ -215,6 +215,24 @@ TEST_F(RedisWorkerTest, OnlyRegisteredJobsRunAnUnknownNameFailsClearly) {
   EXPECT_EQ(worker.stats().failed, 4U);
 }
 
+// A result is bounded by the worker's own EXECUTOR_MAX_PAYLOAD too, not only by
+// the limit the submitter wrote into the payload (review R3).
+TEST_F(RedisWorkerTest, AResultOverTheWorkersOwnLimitFailsTheJob) {
+  registry_.add("big", [](int n) { return std::string(static_cast<std::size_t>(n), 'x'); });
+  WorkerOptions options = worker_options(registry_);
+  options.max_payload = 4096;  // the submitter's payload says 1 MiB
+  Worker worker(url_of(server_), options);
+  const std::string big = submit("big", {100000});
+  const std::string small = submit("big", {10});
+  ASSERT_TRUE(inbox_.wait_for(2));
+  auto got = inbox_.snapshot();
+  ASSERT_EQ(got[big].at(0).end, JobEnd::failed);
+  const std::string message = value_of(got[big].at(0)).at("message").get<std::string>();
+  EXPECT_NE(message.find("over EXECUTOR_MAX_PAYLOAD = 4096 bytes"), std::string::npos) << message;
+  EXPECT_EQ(got[small].at(0).end, JobEnd::succeeded);
+  EXPECT_TRUE(worker.stop(Clock::now() + 5s));
+}
+
 TEST_F(RedisWorkerTest, StopRequestFromTheSubmitterReachesTheJobsStopToken) {
   Worker worker(url_of(server_), worker_options(registry_));
   const std::string id = submit("until_stopped", nlohmann::json::array());
