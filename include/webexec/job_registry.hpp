@@ -54,12 +54,22 @@ struct JobSignature<std::function<R(Args...)>> {
 template <typename Fn>
 using job_signature_t = JobSignature<decltype(std::function{std::declval<Fn>()})>;
 
+/// The job's arguments from `args`, which it may move from: a string
+/// argument (or a JSON one) is moved out rather than copied, so a large
+/// payload is not copied once more in the worker.
 template <typename Tuple, std::size_t... I>
-Tuple args_from_json(std::string_view name, const nlohmann::json& args,
+Tuple args_from_json(std::string_view name, nlohmann::json& args,
                      std::index_sequence<I...> /*indices*/) {
   [[maybe_unused]] auto one = [&]<std::size_t K>(std::integral_constant<std::size_t, K>) {
+    using T = std::tuple_element_t<K, Tuple>;
     try {
-      return args.at(K).template get<std::tuple_element_t<K, Tuple>>();
+      nlohmann::json& element = args.at(K);
+      if constexpr (std::is_same_v<T, std::string>) {
+        if (element.is_string()) return T(std::move(element.get_ref<std::string&>()));
+      } else if constexpr (std::is_same_v<T, nlohmann::json>) {
+        return T(std::move(element));
+      }
+      return element.template get<T>();
     } catch (const std::exception& e) {  // nlohmann's, or a user from_json's
       throw std::invalid_argument("argument " + std::to_string(K + 1) + " of job '" +
                                   std::string(name) + "' does not deserialize: " + e.what());
@@ -81,7 +91,8 @@ nlohmann::json job_arguments(const Args&... args) {
 /// Name -> function taking and returning JSON. Thread-safe.
 class WEBEXEC_API JobRegistry {
  public:
-  using Invoker = std::function<nlohmann::json(const nlohmann::json& args)>;
+  /// Calls a job with its arguments, which it may move from.
+  using Invoker = std::function<nlohmann::json(nlohmann::json& args)>;
 
   /// The process-wide registry.
   static JobRegistry& global();
@@ -95,7 +106,7 @@ class WEBEXEC_API JobRegistry {
     using Sig = detail::job_signature_t<Fn>;
     using R = typename Sig::result;
     using Args = typename Sig::args;
-    Invoker invoke = [fn = std::move(fn), name](const nlohmann::json& args) -> nlohmann::json {
+    Invoker invoke = [fn = std::move(fn), name](nlohmann::json& args) -> nlohmann::json {
       if (!args.is_array() || args.size() != Sig::arity) {
         throw std::invalid_argument(
             "job '" + name + "' takes " + std::to_string(Sig::arity) + " argument(s), got " +
@@ -136,6 +147,10 @@ class WEBEXEC_API JobRegistry {
   /// Throws: `std::invalid_argument` for an unknown job, a wrong argument
   /// count or an argument that does not deserialize; whatever the job throws.
   nlohmann::json invoke(std::string_view name, const nlohmann::json& args) const;
+
+  /// The same, moving string (and JSON) arguments out of `args` instead of
+  /// copying them (the worker side of the process engine).
+  nlohmann::json invoke(std::string_view name, nlohmann::json&& args) const;
 
  private:
   struct Entry {

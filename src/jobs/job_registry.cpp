@@ -55,6 +55,10 @@ std::uint64_t JobRegistry::size() const {
 }
 
 nlohmann::json JobRegistry::invoke(std::string_view name, const nlohmann::json& args) const {
+  return invoke(name, nlohmann::json(args));
+}
+
+nlohmann::json JobRegistry::invoke(std::string_view name, nlohmann::json&& args) const {
   Invoker invoke;
   {
     const detail::MutexLock lock(mutex_);

@@ -570,12 +570,23 @@ FrameReader::Status FrameReader::fill(int fd, std::size_t budget) {
     // With a frame's length in, room for all of it: one read can take as
     // much as the socket has, and the buffer grows once.
     std::size_t want = kReadChunk;
+    bool frame_ready = false;
     if (end_ - start_ >= 4) {
       const std::uint64_t length = get_le(buffer_.get() + start_, 4);
-      if (length <= max_body_ + kHeaderAfterLength && 4 + length > end_ - start_) {
-        want = std::max(want, static_cast<std::size_t>(4 + length - (end_ - start_)));
+      if (length <= max_body_ + kHeaderAfterLength) {
+        if (4 + length > end_ - start_) {
+          // The rest of the frame, or a whole read if that fits anyway.
+          const auto rest = static_cast<std::size_t>(4 + length - (end_ - start_));
+          want = std::max(rest, std::min(kReadChunk, capacity_ - (end_ - start_)));
+        } else {
+          frame_ready = true;
+        }
       }
     }
+    // A complete frame is in: hand it out before reading on would move or
+    // grow the buffer (that copied every 1 MiB frame read in one go with
+    // the start of the next into a bigger, fresh buffer).
+    if (frame_ready && capacity_ - end_ < want) return Status::ok;
     reserve_more(want);
     const ssize_t n = ::read(fd, buffer_.get() + end_, want);
     if (n > 0) {

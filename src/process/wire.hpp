@@ -132,6 +132,10 @@ class FrameReader {
   /// returns nothing.
   [[nodiscard]] const std::string& error() const noexcept { return error_; }
 
+  /// The buffer's size in bytes (for tests: it stays near the largest
+  /// frame plus one read, however many frames arrive at once).
+  [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
+
   /// The body size of the refused oversized frame, or 0.
   [[nodiscard]] std::uint64_t oversized() const noexcept { return oversized_; }
 

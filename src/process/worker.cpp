@@ -96,7 +96,8 @@ std::string frame(Kind kind, std::uint64_t id, std::string_view body = {}) {
   return out;
 }
 
-nlohmann::json run_request(Channel& channel, std::uint64_t id, const JobMessage& request) {
+/// Runs the job; moves the arguments out of `request`.
+nlohmann::json run_request(Channel& channel, std::uint64_t id, JobMessage& request) {
   const nlohmann::json& ctx = request.ctx;
   // The app of the previous job is reused while the host sends the same
   // name and config and no job changed it: rebuilding costs more than a
@@ -140,7 +141,7 @@ nlohmann::json run_request(Channel& channel, std::uint64_t id, const JobMessage&
   task.set_job(request.label, std::move(progress));
   nlohmann::json result;
   webexec::detail::run_in_context(
-      task, [&] { result = JobRegistry::global().invoke(request.job, request.args); });
+      task, [&] { result = JobRegistry::global().invoke(request.job, std::move(request.args)); });
   return result;
 }
 
@@ -194,7 +195,7 @@ void worker_main(int fd, webexec::detail::StartSlot* slots) {
     nlohmann::json result;  // a long string result is sent from here
     OutFrame reply;
     try {
-      const JobMessage request = decode_job_message(next->body);  // before the next fill()
+      JobMessage request = decode_job_message(next->body);  // before the next fill()
       limit = request.limit;
       result = run_request(channel, id, request);
       reply = encode_frame(Kind::result, id, result);

@@ -276,6 +276,37 @@ bool wait_for_tick(webexec::Executor& executor, const std::string& key, const st
   return true;
 }
 
+// ------------------------------------------------------------------ registry
+
+/// Where the last `registry.length` call found its argument's bytes.
+std::uintptr_t length_saw_bytes_at = 0;
+
+// A worker invokes a job with the arguments it just decoded (an rvalue): a
+// string argument is moved into the job, not copied (a 1 MiB payload used
+// to be copied once more there); a const one is copied and left intact.
+TEST(ProcessExecutorTest, JobRegistryMovesStringArgumentsOutOfAnRvalue) {
+  webexec::JobRegistry registry;
+  registry.add(
+      "registry.length", +[](std::string bytes, nlohmann::json extra) {
+        length_saw_bytes_at = reinterpret_cast<std::uintptr_t>(bytes.data());  // NOLINT
+        return bytes.size() + extra.size();
+      });
+  nlohmann::json args = nlohmann::json::array({std::string(100'000, 'x'), {1, 2}});
+  const auto original =
+      reinterpret_cast<std::uintptr_t>(args[0].get_ref<const std::string&>().data());  // NOLINT
+  EXPECT_EQ(registry.invoke("registry.length", std::move(args)), 100'002);
+  EXPECT_EQ(length_saw_bytes_at, original) << "the argument was copied, not moved";
+
+  const nlohmann::json kept = nlohmann::json::array({std::string(100'000, 'y'), {1}});
+  EXPECT_EQ(registry.invoke("registry.length", kept), 100'001);
+  EXPECT_NE(length_saw_bytes_at,
+            reinterpret_cast<std::uintptr_t>(kept[0].get_ref<const std::string&>().data()));
+  EXPECT_EQ(kept[0], std::string(100'000, 'y'));
+  // A wrong type still fails as before.
+  EXPECT_THROW(registry.invoke("registry.length", nlohmann::json::array({5, 1})),
+               std::invalid_argument);
+}
+
 // ------------------------------------------------------------------ submitting
 
 TEST(ProcessExecutorTest, RegisteredFunctionPointerRunsInAWorkerProcess) {

@@ -6,6 +6,8 @@
 // Runs on the test's thread (and one writer thread in the socket test); the
 // operator new below counts the test thread's allocations while asked to.
 #include <malloc.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -417,6 +419,45 @@ TEST(ProcessWireCodecTest, FrameReaderReadsAnEightMiBFrameFromASocket) {
   ::close(fds[0]);
   ASSERT_EQ(sizes.size(), 3U);
   EXPECT_EQ(sizes[1], wire::encode_body(std::string(8U << 20U, 'b')).size());
+}
+
+// Many 1 MiB frames arriving back to back over a non-blocking socket, read
+// with the host's budget: the buffer stays about one frame large (it used
+// to grow past the largest frame, copying each frame read together with
+// the start of the next into a fresh, bigger buffer, and to be released
+// and grown again above 4 MiB).
+TEST(ProcessWireCodecTest, FrameReaderBufferStaysNearOneFrame) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+  const int blocking = 0;
+  ASSERT_EQ(::ioctl(fds[1], FIONBIO, &blocking), 0);
+  constexpr std::size_t kFrames = 48;
+  const std::string body = wire::encode_body(std::string(1U << 20U, 'c'));
+  std::string frame;
+  wire::append_frame(frame, wire::Kind::result, 5, 0, body);
+  std::thread writer([&] {
+    for (std::size_t i = 0; i < kFrames; ++i) EXPECT_TRUE(wire::write_all(fds[1], frame));
+    ::close(fds[1]);
+  });
+  wire::FrameReader reader(16U << 20U);
+  std::size_t frames = 0;
+  std::size_t largest = 0;
+  for (;;) {
+    pollfd p{fds[0], POLLIN, 0};
+    ASSERT_GE(::poll(&p, 1, 10'000), 1);
+    const auto status = reader.fill(fds[0], 4U << 20U);
+    largest = std::max(largest, reader.capacity());
+    while (auto f = reader.next()) {
+      ++frames;
+      EXPECT_EQ(f->body.size(), body.size());
+    }
+    ASSERT_TRUE(reader.error().empty()) << reader.error();
+    if (status == wire::FrameReader::Status::eof) break;
+  }
+  writer.join();
+  ::close(fds[0]);
+  EXPECT_EQ(frames, kFrames);
+  EXPECT_LE(largest, frame.size() + (256U << 10U)) << "the buffer grew past one frame and a read";
 }
 
 // encode_frame (the worker's result frames) writes exactly the bytes of
