@@ -125,6 +125,9 @@ class Submitter {
 
   /// Stops the listener and waits for it (at most about `block` plus the
   /// command timeout). Callbacks not yet run are dropped. Idempotent.
+  /// Precondition: not called, and the Submitter not destroyed, from one of
+  /// its own callbacks (the listener cannot join itself; known gap, to be
+  /// lifted when the redis engine owns it, as the other engines allow).
   void shutdown();
 
   [[nodiscard]] const std::string& id() const noexcept { return id_; }
