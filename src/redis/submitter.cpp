@@ -103,9 +103,11 @@ std::size_t Submitter::outstanding() const {
 template <typename Fn>
 auto Submitter::with_commands(Fn&& fn) {
   const detail::MutexLock lock(command_mutex_);
+  // Taken under the lock: the analysis does not see the lock inside the lambda.
+  Connection& commands = *commands_;
   const auto once = [&] {
-    if (commands_->broken()) commands_->reconnect();  // throws ConnectionError if still down
-    JobQueue queue(*commands_, options_.queue, options_.queue_options);
+    if (commands.broken()) commands.reconnect();  // throws ConnectionError if still down
+    JobQueue queue(commands, options_.queue, options_.queue_options);
     try {
       return fn(queue, false);
     } catch (const CommandError& e) {
