@@ -530,7 +530,11 @@ QueueNode* PoolCore::wait_for_work(bool& idle) {
       idle_.fetch_sub(1, std::memory_order_seq_cst);
       idle = false;
     }
-    if (queue_.maybe_nonempty()) wake_one();  // more work: get help
+    // More work: get help. Not just a wake: a submit that counted this
+    // worker as idle did not start a thread, and this worker is now busy
+    // (e.g. a push still half done made its first pop miss the task it
+    // then took, while the next submit saw it idle): start one if allowed.
+    help_with_queue();
     return node;
   };
   for (;;) {
@@ -578,9 +582,11 @@ void PoolCore::worker_main(int index, WorkerSlot* counts) {
       if (node == nullptr) return;
     } else if (idle) {
       // A worker running a task is not idle, or a submit meanwhile would
-      // wait behind it instead of starting a thread.
+      // wait behind it instead of starting a thread; one that already
+      // counted on it gets a thread now.
       idle_.fetch_sub(1, std::memory_order_seq_cst);
       idle = false;
+      help_with_queue();
     }
     auto* task = static_cast<StateBase*>(node);
     bump(counts->taken);
